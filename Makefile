@@ -1,0 +1,78 @@
+# Marketlog: `make run` starts everything, `make test` tests everything.
+# Every target installs what it needs on a fresh Debian machine: the venv and Python packages
+# (PyPI), the PostgreSQL server (Debian), the Kafka broker jars (Maven Central).
+
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+KAFKA_LIBS := .cache/kafka/libs
+
+.PHONY: help deps postgres-server run up down status test test-unit test-integration test-e2e bench lint format clean distclean
+
+help:
+	@echo "make run    start Kafka, PostgreSQL and every service in the foreground (Ctrl-C stops)"
+	@echo "make up     the same in the background, returns when healthy; make down stops it"
+	@echo "make test   unit, integration and end-to-end tests against real Kafka and PostgreSQL"
+	@echo "make bench  benchmarks; results under bench/results/"
+	@echo "make clean  stop everything and drop all state (.state/)"
+
+deps: $(VENV)/.installed $(KAFKA_LIBS)/.complete postgres-server
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(KAFKA_LIBS)/.complete: infra/kafka/pom.xml
+	rm -rf $(KAFKA_LIBS)
+	mvn -q -B -f infra/kafka/pom.xml \
+	  org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
+	  -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(KAFKA_LIBS)
+	touch $@
+
+postgres-server:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null
+
+run: deps
+	$(PY) -m infra run
+
+up: deps
+	$(PY) -m infra up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m infra down; else echo "nothing to stop (no venv)"; fi
+
+status: deps
+	$(PY) -m infra status
+
+test: deps
+	$(PY) -m pytest tests
+
+test-unit: deps
+	$(PY) -m pytest tests/unit
+
+test-integration: deps
+	$(PY) -m pytest tests/integration
+
+test-e2e: deps
+	$(PY) -m pytest tests/e2e
+
+bench: deps
+	$(PY) -m bench
+
+lint: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: deps
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean: down
+	rm -rf .state
+
+distclean: clean
+	rm -rf $(VENV) .cache

@@ -1,0 +1,186 @@
+"""`python -m infra {run,up,down,status,topics}`: start and stop Marketlog on this machine.
+
+run     Kafka + PostgreSQL + topics, then every service of the Procfile in the foreground
+        (honcho); Ctrl-C stops everything.
+up      the same in the background; returns once every process says it is live.
+down    stops whatever `up` or `run` started; safe to repeat.
+servers only Kafka + PostgreSQL + topics, in the background (for development and tests).
+status  what is running and where.
+topics  create or check the topics (infra/topics.toml) on the configured broker.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .local import ROOT, STATE, InfraError, LocalKafka, LocalPostgres, port_open, stop_pid
+
+KAFKA = LocalKafka(
+    STATE / "kafka",
+    int(os.environ.get("MARKETLOG_KAFKA_PORT", "19092")),
+    int(os.environ.get("MARKETLOG_KAFKA_CONTROLLER_PORT", "19093")),
+)
+POSTGRES = LocalPostgres(STATE / "postgres", int(os.environ.get("MARKETLOG_PG_PORT", "55432")))
+RUN_DIR = STATE / "run"
+SERVICES_PID = STATE / "services.pid"
+PROCFILE = ROOT / "Procfile"
+HONCHO = Path(sys.executable).parent / "honcho"
+
+
+def service_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=KAFKA.bootstrap,
+        DATABASE_URL=POSTGRES.url,
+        MARKETLOG_RUN_DIR=str(RUN_DIR),
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+def procfile_names() -> list[str]:
+    lines = PROCFILE.read_text().splitlines()
+    return [
+        line.split(":", 1)[0].strip() for line in lines if line.strip() and not line.startswith("#")
+    ]
+
+
+def listening() -> str:
+    from services.common.config import Settings
+
+    settings = Settings()
+    http = os.environ.get("MARKETLOG_HTTP_PORT", "8080")
+    xml = os.environ.get("MARKETLOG_XML_PORT", "12345")
+    return "\n".join(
+        [
+            f"  Kafka        {KAFKA.bootstrap}   (topics prefix {settings.topic_prefix!r})",
+            f"  PostgreSQL   {POSTGRES.url}",
+            f"  XML/TCP      127.0.0.1:{xml}",
+            f"  HTTP API     http://127.0.0.1:{http}/docs",
+            f"  state        {STATE}   (make clean drops it)",
+        ]
+    )
+
+
+def start_infra() -> None:
+    KAFKA.start()
+    POSTGRES.start()
+    os.environ.update(KAFKA_BOOTSTRAP_SERVERS=KAFKA.bootstrap, DATABASE_URL=POSTGRES.url)
+    from services.common.config import Settings
+    from services.common.topics import provision
+
+    created = provision(Settings())
+    if created:
+        print("created topics:", ", ".join(created))
+
+
+def _reset_run_dir() -> None:
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    for ready in RUN_DIR.glob("*.ready"):
+        ready.unlink()
+
+
+def run() -> int:
+    start_infra()
+    _reset_run_dir()
+    print("Marketlog is starting; Ctrl-C stops everything.\n" + listening(), flush=True)
+    proc = subprocess.Popen(
+        [str(HONCHO), "-f", str(PROCFILE), "start"], env=service_env(), cwd=ROOT
+    )
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return proc.wait()
+    finally:
+        down()
+
+
+def up(timeout: float = 120.0) -> int:
+    start_infra()
+    if SERVICES_PID.exists():
+        print("services already running\n" + listening())
+        return 0
+    _reset_run_dir()
+    log = open(STATE / "services.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        [str(HONCHO), "-f", str(PROCFILE), "start"],
+        env=service_env(),
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    SERVICES_PID.write_text(str(proc.pid))
+    names = procfile_names()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            down()
+            raise InfraError(f"services exited with {proc.returncode}; see {STATE}/services.log")
+        ready = {p.name.rsplit("-", 1)[0] for p in RUN_DIR.glob("*.ready")}
+        if set(names) <= ready:
+            print("Marketlog is up: " + ", ".join(names) + "\n" + listening())
+            return 0
+        time.sleep(0.2)
+    down()
+    raise InfraError(f"services not live after {timeout:.0f}s; see {STATE}/services.log")
+
+
+def down() -> int:
+    stopped = []
+    if stop_pid(SERVICES_PID):
+        stopped.append("services")
+    if KAFKA.stop():
+        stopped.append("Kafka")
+    if POSTGRES.stop():
+        stopped.append("PostgreSQL")
+    _reset_run_dir()
+    print("stopped: " + (", ".join(stopped) or "nothing was running"))
+    return 0
+
+
+def status() -> int:
+    print(f"Kafka       {'running' if KAFKA.running() else 'stopped'}  {KAFKA.bootstrap}")
+    print(f"PostgreSQL  {'running' if POSTGRES.running() else 'stopped'}  {POSTGRES.url}")
+    for name in procfile_names():
+        ready = list(RUN_DIR.glob(f"{name}-*.ready"))
+        print(f"{name:<11} {'live' if ready else 'stopped'}")
+    for port in (KAFKA.port, POSTGRES.port):
+        print(f"port {port}: {'open' if port_open(port) else 'closed'}")
+    return 0
+
+
+def topics() -> int:
+    from services.common.config import Settings
+    from services.common.topics import provision
+
+    print("created:", ", ".join(provision(Settings())) or "none (all exist and match the spec)")
+    return 0
+
+
+def servers() -> int:
+    start_infra()
+    print("Kafka and PostgreSQL are up (no services):\n" + listening())
+    return 0
+
+
+COMMANDS = {
+    "servers": servers,
+    "run": run,
+    "up": up,
+    "down": down,
+    "status": status,
+    "topics": topics,
+}
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in COMMANDS:
+        sys.exit(__doc__)
+    try:
+        sys.exit(COMMANDS[sys.argv[1]]())
+    except InfraError as exc:
+        sys.exit(f"error: {exc}")

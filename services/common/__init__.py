@@ -1,0 +1,1 @@
+"""Code shared by two or more Marketlog services: codec, amounts, config, topics, the EOS loop."""

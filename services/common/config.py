@@ -1,0 +1,41 @@
+"""Settings from the environment, with the defaults `make run` uses."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka: str = field(default_factory=lambda: _env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092"))
+    database_url: str = field(
+        default_factory=lambda: _env(
+            "DATABASE_URL", "postgresql://postgres@127.0.0.1:55432/marketlog"
+        )
+    )
+    topic_prefix: str = field(default_factory=lambda: _env("MARKETLOG_TOPIC_PREFIX", ""))
+    partitions: int = field(default_factory=lambda: int(_env("MARKETLOG_PARTITIONS", "4")))
+    instance: str = field(default_factory=lambda: _env("MARKETLOG_INSTANCE", "0"))
+    run_dir: Path = field(
+        default_factory=lambda: Path(_env("MARKETLOG_RUN_DIR", str(ROOT / ".state" / "run")))
+    )
+    metrics_port: int = field(default_factory=lambda: int(_env("MARKETLOG_METRICS_PORT", "0")))
+
+    def topic(self, role: str) -> str:
+        """The real name of a topic role from infra/topics.toml, e.g. 'ledger.commands'."""
+        return self.topic_prefix + role
+
+    def mark_ready(self, name: str) -> Path:
+        """Tell `make up` this process is live: it waits for one ready file per process."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / f"{name}-{self.instance}.ready"
+        path.write_text(str(os.getpid()))
+        return path

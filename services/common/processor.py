@@ -1,0 +1,325 @@
+"""The exactly-once processor loop every stateful service runs (the imperative shell).
+
+consume a batch -> apply the pure core -> produce its outputs -> send the input offsets to the
+transaction -> commit. Batches close on a record count or a time limit, whichever comes first.
+Snapshots of a partition's state go to a compacted topic inside the same transaction, tagged with
+the next input offset, so a snapshot and the offsets it claims are committed together.
+
+On assignment a partition's state is rebuilt from its newest snapshot plus a silent replay of the
+input from the snapshot's offset up to the committed offset; then the partition goes live. An
+abortable error aborts the transaction and rebuilds every partition the same way (the state had
+already absorbed the aborted batch). A fatal error (e.g. a newer instance fenced this one) ends
+the process with a non-zero status. SIGTERM and SIGINT finish the current batch and stop cleanly.
+
+A core must not raise on bad input: it turns it into a decision (a rejection) so the log moves
+on. An exception from a core is a bug; the process stops before committing the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+
+from .codec import Codec
+from .config import Settings
+from .kafka import consumer_config, producer_config
+from .metrics import ProcessorMetrics
+
+log = logging.getLogger(__name__)
+
+
+class Output(NamedTuple):
+    """One record to produce; partition None lets the key choose it."""
+
+    topic: str
+    key: str
+    value: bytes
+    partition: int | None = None
+
+
+class PartitionState(Protocol):
+    """A pure core's state for one input partition."""
+
+    def apply(self, value: bytes) -> Iterable[Output]: ...
+
+    def snapshot(self) -> bytes: ...
+
+
+class Core(Protocol):
+    """What a service plugs into the loop."""
+
+    name: str  # consumer group, transactional id and metrics prefix
+    input_topic: str
+    snapshot_topic: str
+
+    def fresh(self, partition: int, partitions: int) -> PartitionState: ...
+
+    def restore(self, partition: int, partitions: int, state: bytes) -> PartitionState: ...
+
+
+@dataclass
+class _Live:
+    state: PartitionState
+    next_offset: int
+    since_snapshot: int
+    snapshot_at: float
+
+
+class FatalError(RuntimeError):
+    """The processor cannot go on (fenced, or the producer is dead)."""
+
+
+class Processor:
+    def __init__(
+        self,
+        core: Core,
+        settings: Settings,
+        *,
+        batch_records: int = 2000,
+        batch_seconds: float = 0.005,
+        snapshot_records: int = 50_000,
+        snapshot_seconds: float = 30.0,
+    ) -> None:
+        self.core = core
+        self.settings = settings
+        self.batch_records = batch_records
+        self.batch_seconds = batch_seconds
+        self.snapshot_records = snapshot_records
+        self.snapshot_seconds = snapshot_seconds
+        self.codec = Codec()
+        self.metrics = ProcessorMetrics(core.name)
+        self.consumer = Consumer(consumer_config(settings, core.name))
+        self.producer = Producer(producer_config(settings, f"{core.name}-{settings.instance}"))
+        self.live: dict[int, _Live] = {}
+        self._partitions = 0
+        self._stopping = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def stop(self, *_: object) -> None:
+        self._stopping = True
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        self.producer.init_transactions(30)  # fences any older instance with our transactional id
+        self.consumer.subscribe(
+            [self.core.input_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        try:
+            while not self._stopping:
+                records = self.consumer.consume(self.batch_records, self.batch_seconds)
+                if records:
+                    self._process(records)
+        finally:
+            self.consumer.close()
+            self.producer.flush(10)
+
+    # -- one transaction ----------------------------------------------------------------------
+    def _process(self, records: list) -> None:
+        started = time.perf_counter()
+        try:
+            self.producer.begin_transaction()
+            touched = self._apply_batch(records)
+            if not touched:
+                self.producer.abort_transaction()
+                return
+            self._snapshot_due()
+            offsets = [
+                TopicPartition(self.core.input_topic, p, self.live[p].next_offset) for p in touched
+            ]
+            self.producer.send_offsets_to_transaction(
+                offsets, self.consumer.consumer_group_metadata()
+            )
+            self._commit()
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.fatal() or not error.txn_requires_abort():
+                raise FatalError(str(error)) from exc
+            log.warning("aborting batch: %s", error)
+            self.metrics.aborts.inc()
+            self.producer.abort_transaction()
+            self._rebuild_all()
+            return
+        self.metrics.batches.inc()
+        self.metrics.records_in.inc(len(records))
+        self.metrics.commit_seconds.observe(time.perf_counter() - started)
+
+    def _apply_batch(self, records: list) -> set[int]:
+        touched: set[int] = set()
+        produced = 0
+        for record in records:
+            error = record.error()
+            if error is not None:  # librdkafka retries transient errors itself
+                if error.fatal():
+                    raise FatalError(str(error))
+                log.warning("consumer: %s", error)
+                continue
+            partition = record.partition()
+            live = self.live.get(partition)
+            if live is None:  # revoked while the batch was in flight
+                continue
+            for out in live.state.apply(record.value()):
+                self._produce(out)
+                produced += 1
+            live.next_offset = record.offset() + 1
+            live.since_snapshot += 1
+            touched.add(partition)
+        self.metrics.records_out.inc(produced)
+        return touched
+
+    def _produce(self, out: Output) -> None:
+        while True:
+            try:
+                if out.partition is None:
+                    self.producer.produce(out.topic, out.value, out.key)
+                else:
+                    self.producer.produce(out.topic, out.value, out.key, partition=out.partition)
+                return
+            except BufferError:  # local queue full: let librdkafka drain it
+                self.producer.poll(0.05)
+
+    def _commit(self) -> None:
+        while True:
+            try:
+                self.producer.commit_transaction(30)
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable():
+                    raise
+
+    def _snapshot_due(self) -> None:
+        now = time.monotonic()
+        for partition, live in self.live.items():
+            due = live.since_snapshot >= self.snapshot_records or (
+                live.since_snapshot and now - live.snapshot_at >= self.snapshot_seconds
+            )
+            if due:
+                self._produce(self.snapshot_record(partition, live))
+                live.since_snapshot, live.snapshot_at = 0, now
+                self.metrics.snapshots.inc()
+
+    def snapshot_record(self, partition: int, live: _Live) -> Output:
+        state = zlib.compress(live.state.snapshot(), 1)
+        value = self.codec.encode(
+            "marketlog.Snapshot",
+            {"partition": partition, "offset": live.next_offset, "state": state},
+        )
+        return Output(self.core.snapshot_topic, str(partition), value, partition)
+
+    # -- assignment and recovery --------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._partitions = len(
+            consumer.list_topics(self.core.input_topic, 10).topics[self.core.input_topic].partitions
+        )
+        starts = []
+        for tp in partitions:
+            self.live[tp.partition] = self._recover(tp.partition)
+            starts.append(
+                TopicPartition(tp.topic, tp.partition, self.live[tp.partition].next_offset)
+            )
+        consumer.assign(starts)
+        self.settings.mark_ready(self.core.name)
+        log.info("%s live on partitions %s", self.core.name, sorted(self.live))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.live.pop(tp.partition, None)
+
+    def _rebuild_all(self) -> None:
+        for partition in list(self.live):
+            self.live[partition] = self._recover(partition)
+            self.consumer.seek(
+                TopicPartition(self.core.input_topic, partition, self.live[partition].next_offset)
+            )
+
+    def _recover(self, partition: int) -> _Live:
+        snapshot = self._read_snapshot(partition)
+        committed = self.consumer.committed([TopicPartition(self.core.input_topic, partition)], 30)[
+            0
+        ].offset
+        if snapshot is None:
+            state, start = self.core.fresh(partition, self._partitions), 0
+        else:
+            start = snapshot["offset"]
+            state = self.core.restore(
+                partition, self._partitions, zlib.decompress(snapshot["state"])
+            )
+        end = max(committed, start)
+        replayed = self._replay(partition, state, start, end) if end > start else 0
+        log.info(
+            "%s partition %d: snapshot@%s, replayed %d records to offset %d",
+            self.core.name,
+            partition,
+            start if snapshot else "none",
+            replayed,
+            end,
+        )
+        return _Live(state, end, end - start, time.monotonic())
+
+    def _reader(self, topic: str, partition: int, start: int) -> Consumer:
+        reader = Consumer(consumer_config(self.settings, None, **{"enable.partition.eof": True}))
+        reader.assign([TopicPartition(topic, partition, start)])
+        return reader
+
+    def _read_snapshot(self, partition: int) -> dict | None:
+        reader = self._reader(self.core.snapshot_topic, partition, OFFSET_BEGINNING)
+        latest = None
+        try:
+            for record in _until_eof(reader):
+                latest = record.value()
+        finally:
+            reader.close()
+        return None if latest is None else self.codec.decode(latest)[1]
+
+    def _replay(self, partition: int, state: PartitionState, start: int, end: int) -> int:
+        """Apply input records in [start, end) without producing: they were produced before."""
+        reader = self._reader(self.core.input_topic, partition, start)
+        count = 0
+        try:
+            for record in _until_eof(reader):
+                if record.offset() >= end:
+                    break
+                for _ in state.apply(record.value()):
+                    pass
+                count += 1
+        finally:
+            reader.close()
+        return count
+
+
+def _until_eof(reader: Consumer, idle_timeout: float = 30.0):
+    """Records of the reader's one partition until its end (as of now)."""
+    waited = 0.0
+    while True:
+        batch = reader.consume(1000, 0.5)
+        if not batch:
+            waited += 0.5
+            if waited >= idle_timeout:
+                raise FatalError("timed out reading to the end of a partition")
+            continue
+        waited = 0.0
+        for record in batch:
+            error = record.error()
+            if error is None:
+                yield record
+            elif error.code() == KafkaError._PARTITION_EOF:
+                return
+            else:
+                raise KafkaException(error)

@@ -1,0 +1,97 @@
+"""The topic spec (infra/topics.toml) and idempotent provisioning against a real broker."""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from .config import ROOT, Settings
+
+SPEC_PATH = ROOT / "infra" / "topics.toml"
+
+
+class TopicMismatch(RuntimeError):
+    """An existing topic differs from the spec (partitions or a pinned config)."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def load_spec(settings: Settings, path: Path = SPEC_PATH) -> list[TopicSpec]:
+    spec = tomllib.loads(path.read_text())
+    counts: dict[str, int] = {}
+    topics = []
+    for entry in spec["topic"]:
+        role = entry["name"]
+        parts = (
+            counts[entry["partitions_of"]]
+            if "partitions_of" in entry
+            else int(entry.get("partitions", settings.partitions))
+        )
+        counts[role] = parts
+        topics.append(TopicSpec(settings.topic(role), parts, dict(spec["kinds"][entry["kind"]])))
+    return topics
+
+
+def _metadata(admin: AdminClient, specs: list[TopicSpec], timeout: float = 30.0) -> dict:
+    """Topic metadata once every spec'd topic shows up (new topics take a moment to propagate)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        meta = admin.list_topics(timeout=10).topics
+        missing = [s.name for s in specs if s.name not in meta or meta[s.name].error is not None]
+        if not missing:
+            return meta
+        if time.monotonic() > deadline:
+            raise TopicMismatch(f"topics did not appear: {', '.join(missing)}")
+        time.sleep(0.1)
+
+
+def _check(admin: AdminClient, specs: list[TopicSpec]) -> None:
+    meta = _metadata(admin, specs)
+    problems = [
+        f"{s.name}: {len(meta[s.name].partitions)} partitions, spec says {s.partitions}"
+        for s in specs
+        if len(meta[s.name].partitions) != s.partitions
+    ]
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, s.name) for s in specs]
+    for spec, future in zip(specs, admin.describe_configs(resources).values(), strict=True):
+        actual = {k: v.value for k, v in future.result().items()}
+        problems += [
+            f"{spec.name}: {k}={actual.get(k)}, spec says {v}"
+            for k, v in spec.config.items()
+            if actual.get(k) != v
+        ]
+    if problems:
+        raise TopicMismatch("; ".join(problems))
+
+
+def provision(settings: Settings, path: Path = SPEC_PATH) -> list[str]:
+    """Create every missing topic, then check all of them against the spec. Returns the created."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka})
+    specs = load_spec(settings, path)
+    existing = admin.list_topics(timeout=10).topics
+    missing = [s for s in specs if s.name not in existing]
+    created = []
+    if missing:
+        futures = admin.create_topics(
+            [NewTopic(s.name, s.partitions, 1, config=s.config) for s in missing],
+            operation_timeout=30,
+        )
+        for name, future in futures.items():
+            try:
+                future.result()
+                created.append(name)
+            except KafkaException as exc:  # another process created it first: checked below
+                if exc.args[0].code() != exc.args[0].TOPIC_ALREADY_EXISTS:
+                    raise
+    _check(admin, specs)
+    return created

@@ -1,0 +1,149 @@
+"""The exactly-once loop on the real broker: visibility, aborts, and kill -9 recovery."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from services.common.processor import Processor
+from tests.integration.toy_processor import ToyCore
+from tests.support import create_topics, read_all, settings_env, wait_until
+
+pytestmark = pytest.mark.integration
+PARTITIONS = 4
+
+
+@pytest.fixture
+def toy(settings):
+    create_topics(settings, PARTITIONS, settings.topic("toy.in"), settings.topic("toy.out"))
+    create_topics(settings, PARTITIONS, settings.topic("toy.snapshots"), compacted=True)
+    return ToyCore(settings)
+
+
+def produce_inputs(settings, toy, values, *, pause_every=0, pause=0.0):
+    producer = Producer({"bootstrap.servers": settings.kafka, "partitioner": "murmur2_random"})
+    for i, value in enumerate(values):
+        producer.produce(toy.input_topic, str(value).encode(), str(i))
+        if pause_every and i % pause_every == 0:
+            producer.flush()
+            time.sleep(pause)
+    producer.flush()
+
+
+def assert_exactly_once(settings, toy):
+    """Per partition, outputs are 1..n with the running totals of the inputs, once each."""
+    inputs = defaultdict(list)
+    for record in read_all(settings, toy.input_topic):
+        inputs[record.partition()].append(int(record.value()))
+    outputs = defaultdict(list)
+    for record in read_all(settings, toy.output_topic):
+        outputs[record.partition()].append(record.value().decode())
+    for partition, values in inputs.items():
+        expected, total = [], 0
+        for count, value in enumerate(values, 1):
+            total += value
+            expected.append(f"{count},{total}")
+        assert outputs[partition] == expected, f"partition {partition}"
+    return sum(len(v) for v in outputs.values())
+
+
+def start_in_thread(processor):
+    thread = threading.Thread(target=processor.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def stop_thread(processor, thread):
+    processor.stop()
+    thread.join(30)
+    assert not thread.is_alive()
+
+
+def test_outputs_are_invisible_until_commit(settings, toy, monkeypatch):
+    processor = Processor(toy, settings, batch_records=50)
+    monkeypatch.setattr("signal.signal", lambda *a: None)  # not the main thread
+    in_commit, release = threading.Event(), threading.Event()
+    real_commit = processor._commit
+
+    def held_commit():
+        in_commit.set()
+        assert release.wait(60)
+        real_commit()
+
+    processor._commit = held_commit
+    produce_inputs(settings, toy, range(10))
+    thread = start_in_thread(processor)
+    assert in_commit.wait(60)
+    uncommitted = read_all(settings, toy.output_topic, committed=False)
+    assert len(uncommitted) > 0
+    assert read_all(settings, toy.output_topic) == []
+    release.set()
+    wait_until(lambda: len(read_all(settings, toy.output_topic)) == 10, 30, "committed outputs")
+    stop_thread(processor, thread)
+    assert assert_exactly_once(settings, toy) == 10
+
+
+def test_aborted_batch_leaves_no_trace(settings, toy, monkeypatch):
+    processor = Processor(toy, settings, batch_records=25, snapshot_records=10)
+    monkeypatch.setattr("signal.signal", lambda *a: None)
+    real_commit, failures = processor._commit, [3]
+
+    def flaky_commit():  # the third and every fourth commit after it abort
+        failures[0] -= 1
+        if failures[0] <= 0 and failures[0] % 4 == 0:
+            raise KafkaException(KafkaError(KafkaError._STATE, "injected", txn_requires_abort=True))
+        real_commit()
+
+    processor._commit = flaky_commit
+    produce_inputs(settings, toy, range(1, 301))
+    thread = start_in_thread(processor)
+    wait_until(lambda: len(read_all(settings, toy.output_topic)) >= 300, 60, "all outputs")
+    stop_thread(processor, thread)
+    assert processor.metrics.aborts._value.get() >= 2
+    assert assert_exactly_once(settings, toy) == 300
+    # the aborted outputs are in the log, but only a read_uncommitted reader sees them
+    assert len(read_all(settings, toy.output_topic, committed=False)) > 300
+
+
+def test_kill_9_mid_batch_then_restart_yields_every_output_once(settings, toy):
+    rng = random.Random(20261121)
+    total = 6000
+    env = settings_env(settings, TOY_BATCH="100", TOY_SNAPSHOT_RECORDS="250")
+    feeder = threading.Thread(
+        target=produce_inputs,
+        args=(settings, toy, [rng.randint(-50, 100) for _ in range(total)]),
+        kwargs={"pause_every": 200, "pause": 0.05},
+    )
+    feeder.start()
+
+    def start():
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.integration.toy_processor"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    kills = 0
+    proc = start()
+    try:
+        for _ in range(4):
+            time.sleep(rng.uniform(1.5, 4.0))
+            proc.kill()  # SIGKILL: no chance to finish the batch
+            proc.wait()
+            kills += 1
+            proc = start()
+        feeder.join()
+        wait_until(lambda: len(read_all(settings, toy.output_topic)) >= total, 120, "all outputs")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert kills == 4
+    assert assert_exactly_once(settings, toy) == total
