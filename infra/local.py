@@ -8,6 +8,7 @@ refuses to run as root, so when we are root it runs as the `postgres` user.
 from __future__ import annotations
 
 import base64
+import contextlib
 import glob
 import os
 import shutil
@@ -73,10 +74,8 @@ def with_children_gone(pgid: int, timeout: float = 10.0) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def wait_for(check, what: str, timeout: float) -> None:

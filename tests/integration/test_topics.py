@@ -38,5 +38,5 @@ def test_logs_keep_everything_and_snapshots_are_compacted(settings):
 def test_a_topic_that_differs_from_the_spec_is_refused(settings):
     other = dataclasses.replace(settings, topic_prefix=settings.topic_prefix + "x.")
     create_topics(other, 2, other.topic("market.events"))  # wrong partition count and retention
-    with pytest.raises(TopicMismatch, match="market.events: 2 partitions, spec says 4"):
+    with pytest.raises(TopicMismatch, match=r"market\.events: 2 partitions, spec says 4"):
         provision(other)

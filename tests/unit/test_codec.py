@@ -1,4 +1,4 @@
-"""Avro single-object encoding, and the promise that every released schema version stays readable."""
+"""Avro single-object encoding; every released schema version stays readable."""
 
 from __future__ import annotations
 
