@@ -1,1 +1,1 @@
-"""Benchmarks. `make bench` runs every module in SUITES and writes bench/results/<date>-<host>.json."""
+"""Benchmarks: `make bench` runs every suite of bench/__main__.py; results in bench/results/."""
