@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.env import BenchEnv
 
-SUITES = ["matcher_bench", "ledger_bench", "projector_bench", "e2e_bench"]
+SUITES = ["kafka_ceiling", "matcher_bench", "ledger_bench", "projector_bench", "e2e_bench"]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
