@@ -93,8 +93,9 @@ def run() -> int:
     )
     try:
         return proc.wait()
-    except KeyboardInterrupt:
-        return proc.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached honcho too: it stops the services
+        proc.wait()
+        return 0
     finally:
         down()
 
