@@ -1,4 +1,4 @@
-"""`make up`, `make down`, `make run` (python -m infra): start healthy, stop leaving nothing."""
+"""`make up`, `make down`, `make run` (python -m infra): start healthy, stop leaving nothing.
 
 Runs the real commands with a state directory and ports of the test's own, so it never touches a
 developer's `make up` or the test session's servers.
