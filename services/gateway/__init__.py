@@ -1,0 +1,1 @@
+"""The gateway: XML over TCP and HTTP/WebSocket in front of the log (see docs/gateway.md)."""

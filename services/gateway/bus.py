@@ -1,0 +1,256 @@
+"""The gateway's Kafka shell: append commands, and hear the decisions and the public tape.
+
+- One idempotent producer; delivery reports are bridged to asyncio futures by a poll thread.
+- One consumer of ``account.events`` (every partition, from its end, read_committed, no group):
+  a decision resolves the future of the command it answers (matched by command id), and every
+  decision goes to the private subscribers of its account.
+- One consumer of ``market.events`` the same way, for the public subscribers of a symbol.
+
+Consumer threads hand whole batches to the event loop, so the loop never blocks on Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from services.common.codec import Codec, CodecError
+from services.common.config import Settings
+from services.common.kafka import consumer_config, producer_config
+
+from .commands import Command, answers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A decoded record of a topic, with where it sits in the log."""
+
+    name: str
+    record: dict[str, Any]
+    partition: int
+    offset: int
+
+    @property
+    def key(self) -> str:
+        return self.record["envelope"]["key"]
+
+
+class DecisionTimeout(TimeoutError):
+    """No decision arrived in time; the command may still be decided later."""
+
+
+class AppendError(RuntimeError):
+    """The broker did not take the command."""
+
+
+Subscriber = Callable[[Event], None]
+
+
+class _Tail:
+    """A thread reading one topic from its end, handing batches of events to the loop."""
+
+    def __init__(self, settings: Settings, topic: str, codec: Codec, deliver) -> None:
+        self.topic = topic
+        self.codec = codec
+        self.deliver = deliver
+        self.consumer = Consumer(consumer_config(settings, None, **{"fetch.wait.max.ms": 5}))
+        self.start_offsets: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"tail-{topic}", daemon=True)
+
+    def start(self) -> None:
+        partitions = self.consumer.list_topics(self.topic, 10).topics[self.topic].partitions
+        assignment = []
+        for p in sorted(partitions):
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), 10)
+            self.start_offsets[p] = high
+            assignment.append(TopicPartition(self.topic, p, high))
+        self.consumer.assign(assignment)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.consumer.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                batch = self.consumer.consume(1000, 0.1)
+            except Exception:  # a closed consumer at shutdown
+                if self._stop.is_set():
+                    return
+                raise
+            events = []
+            for message in batch:
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        log.warning("%s: %s", self.topic, error)
+                    continue
+                try:
+                    name, record = self.codec.decode(message.value())
+                except CodecError as exc:
+                    log.warning(
+                        "%s: undecodable record at %d: %s", self.topic, message.offset(), exc
+                    )
+                    continue
+                events.append(Event(name, record, message.partition(), message.offset()))
+            if events:
+                self.deliver(events)
+
+
+class Bus:
+    def __init__(self, settings: Settings, instance_id: str, decision_timeout: float) -> None:
+        self.settings = settings
+        self.instance_id = instance_id
+        self.decision_timeout = decision_timeout
+        self.codec = Codec()
+        self.commands_topic = settings.topic("ledger.commands")
+        self.producer = Producer(producer_config(settings, None, **{"linger.ms": 1}))
+        self._pending: dict[str, tuple[Command, asyncio.Future]] = {}
+        self.account_subscribers: dict[str, set[Subscriber]] = defaultdict(set)
+        self.market_subscribers: dict[str, set[Subscriber]] = defaultdict(set)
+        self.listeners: list[Subscriber] = []  # every decision (caches)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll_producer, name="producer", daemon=True)
+        self.partitions = 0
+        self.accounts_tail = _Tail(
+            settings, settings.topic("account.events"), self.codec, self._from_thread(self._decide)
+        )
+        self.market_tail = _Tail(
+            settings, settings.topic("market.events"), self.codec, self._from_thread(self._publish)
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        meta = await asyncio.to_thread(self.producer.list_topics, self.commands_topic, 10)
+        self.partitions = len(meta.topics[self.commands_topic].partitions)
+        self._poller.start()
+        await asyncio.to_thread(self.accounts_tail.start)
+        await asyncio.to_thread(self.market_tail.start)
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.accounts_tail.stop)
+        await asyncio.to_thread(self.market_tail.stop)
+        self._stop.set()
+        await asyncio.to_thread(self._poller.join, 5)
+        await asyncio.to_thread(self.producer.flush, 5)
+
+    def _from_thread(self, handler: Callable[[list[Event]], None]):
+        def deliver(events: list[Event]) -> None:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(handler, events)
+
+        return deliver
+
+    def _poll_producer(self) -> None:
+        while not self._stop.is_set():
+            self.producer.poll(0.05)
+
+    # -- appending ---------------------------------------------------------------------------
+    async def send(self, command: Command) -> None:
+        """Append a command (to every partition if it is broadcast); returns once it is written."""
+        value = self.codec.encode(command.name, command.record)
+        targets = range(self.partitions) if command.broadcast else [None]
+        deliveries = [self._produce(value, command.key, p) for p in targets]
+        await asyncio.gather(*deliveries)
+
+    def _produce(self, value: bytes, key: str, partition: int | None) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+
+        def on_delivery(error, message) -> None:
+            if error is None:
+                loop.call_soon_threadsafe(_settle, future, None)
+            else:
+                loop.call_soon_threadsafe(_settle, future, AppendError(str(error)))
+
+        extra = {} if partition is None else {"partition": partition}
+        while True:
+            try:
+                self.producer.produce(
+                    self.commands_topic, value, key, on_delivery=on_delivery, **extra
+                )
+                return future
+            except BufferError:  # local queue full: the poll thread drains it
+                self.producer.poll(0.01)
+
+    def expect(self, command: Command) -> asyncio.Future:
+        """A future for the command's decision; register before sending so none is missed."""
+        future = asyncio.get_running_loop().create_future()
+        self._pending[command.command_id] = (command, future)
+        return future
+
+    def forget(self, command: Command) -> None:
+        self._pending.pop(command.command_id, None)
+
+    async def decision(self, command: Command, future: asyncio.Future) -> Event:
+        try:
+            return await asyncio.wait_for(future, self.decision_timeout)
+        except TimeoutError as exc:
+            raise DecisionTimeout(
+                f"no decision for command {command.command_id} within "
+                f"{self.decision_timeout:g}s; it may still be decided"
+            ) from exc
+        finally:
+            self.forget(command)
+
+    async def request(self, command: Command) -> Event:
+        """Append a command and wait for the decision that answers it."""
+        future = self.expect(command)
+        try:
+            await self.send(command)
+        except BaseException:
+            self.forget(command)
+            raise
+        return await self.decision(command, future)
+
+    # -- hearing -----------------------------------------------------------------------------
+    def _decide(self, events: list[Event]) -> None:
+        for event in events:
+            for listener in self.listeners:
+                listener(event)
+            command_id = event.record["envelope"]["command_id"]
+            entry = self._pending.get(command_id)
+            if entry is not None and answers(entry[0], event.name, event.record):
+                del self._pending[command_id]
+                if not entry[1].done():
+                    entry[1].set_result(event)
+            for subscriber in list(self.account_subscribers.get(event.key, ())):
+                subscriber(event)
+
+    def _publish(self, events: list[Event]) -> None:
+        for event in events:
+            for subscriber in list(self.market_subscribers.get(event.key, ())):
+                subscriber(event)
+
+    def subscribe(self, table: dict[str, set[Subscriber]], key: str, fn: Subscriber) -> None:
+        table[key].add(fn)
+
+    def unsubscribe(self, table: dict[str, set[Subscriber]], key: str, fn: Subscriber) -> None:
+        subscribers = table.get(key)
+        if subscribers is not None:
+            subscribers.discard(fn)
+            if not subscribers:
+                del table[key]
+
+
+def _settle(future: asyncio.Future, error: Exception | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)

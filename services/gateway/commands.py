@@ -1,0 +1,138 @@
+"""Ledger commands as records, and which decisions answer each. Pure: ids and time are passed in.
+
+Every command goes to ``ledger.commands`` keyed by account, except CreateSymbol: keyed by symbol
+and sent to every partition (each ledger partition lists the symbol; partition 0 answers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+LEDGER = "marketlog.ledger."
+ACCOUNT = "marketlog.account."
+REJECTED = ACCOUNT + "CommandRejected"
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What the gateway stamps on a command: its id, its time and where to reply."""
+
+    command_id: str
+    ts: int  # microseconds since the epoch
+    reply_to: str
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # schema fullname
+    key: str  # account (CreateSymbol: symbol)
+    record: dict[str, Any]
+    answers: frozenset[str]  # decision names (on account.events, same key) that answer it
+    broadcast: bool = False  # every partition of ledger.commands
+    command_id: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "command_id", self.record["envelope"]["command_id"])
+
+
+def _envelope(stamp: Stamp, key: str) -> dict[str, Any]:
+    return {"command_id": stamp.command_id, "key": key, "ts": stamp.ts, "reply_to": stamp.reply_to}
+
+
+def _command(stamp: Stamp, kind: str, key: str, answer: str, **fields: Any) -> Command:
+    return Command(
+        LEDGER + kind,
+        key,
+        {"envelope": _envelope(stamp, key), **fields},
+        frozenset({ACCOUNT + answer, REJECTED}),
+        broadcast=kind == "CreateSymbol",
+    )
+
+
+def create_account(stamp: Stamp, account: str, balance: int, api_key_hash: str = "") -> Command:
+    return _command(
+        stamp,
+        "CreateAccount",
+        account,
+        "AccountCreated",
+        balance=balance,
+        api_key_hash=api_key_hash,
+    )
+
+
+def deposit(stamp: Stamp, account: str, amount: int) -> Command:
+    return _command(stamp, "Deposit", account, "CashDeposited", amount=amount)
+
+
+def withdraw(stamp: Stamp, account: str, amount: int) -> Command:
+    return _command(stamp, "Withdraw", account, "CashWithdrawn", amount=amount)
+
+
+def create_symbol(stamp: Stamp, symbol: str, tick: int = 1, lot: int = 1) -> Command:
+    return _command(stamp, "CreateSymbol", symbol, "SymbolCreated", tick=tick, lot=lot)
+
+
+def issue_shares(stamp: Stamp, account: str, symbol: str, qty: int) -> Command:
+    return _command(stamp, "IssueShares", account, "SharesIssued", symbol=symbol, qty=qty)
+
+
+@dataclass(frozen=True)
+class OrderSpec:
+    """A validated order, in exchange units; the XML and HTTP surfaces both build one."""
+
+    symbol: str
+    side: str  # BUY | SELL
+    qty: int
+    price: int | None = None  # None: market order
+    tif: str = "GTC"
+    expire_ts: int | None = None
+    post_only: bool = False
+    stp: str = "NONE"
+    budget: int | None = None
+    client_order_id: str = ""
+
+
+def place_order(stamp: Stamp, account: str, order: OrderSpec) -> Command:
+    return _command(
+        stamp,
+        "PlaceOrder",
+        account,
+        "OrderAccepted",
+        client_order_id=order.client_order_id,
+        symbol=order.symbol,
+        side=order.side,
+        price=order.price,
+        qty=order.qty,
+        tif=order.tif,
+        expire_ts=order.expire_ts,
+        post_only=order.post_only,
+        stp=order.stp,
+        budget=order.budget,
+    )
+
+
+def cancel_order(stamp: Stamp, account: str, order_id: int) -> Command:
+    return _command(stamp, "CancelOrder", account, "OrderClosed", order_id=order_id)
+
+
+def reduce_order(stamp: Stamp, account: str, order_id: int, qty: int) -> Command:
+    return _command(stamp, "ReduceOrder", account, "OrderReduced", order_id=order_id, qty=qty)
+
+
+def replace_order(stamp: Stamp, account: str, order_id: int, price: int, qty: int) -> Command:
+    return _command(
+        stamp, "ReplaceOrder", account, "OrderAccepted", order_id=order_id, price=price, qty=qty
+    )
+
+
+def answers(command: Command, name: str, record: dict[str, Any]) -> bool:
+    """Whether a decision with the command's id answers it (and is not, say, the other side's fill
+    caused by the same command)."""
+    if name not in command.answers or record["envelope"]["key"] != command.key:
+        return False
+    if "order_id" in command.record and "order_id" in record and name != REJECTED:
+        if command.name == LEDGER + "ReplaceOrder":
+            return record.get("replaces") == command.record["order_id"]
+        return record["order_id"] == command.record["order_id"]
+    return True

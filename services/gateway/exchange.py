@@ -1,0 +1,121 @@
+"""What both surfaces share: stamping, request/reply over the log, sessions, known names.
+
+The gateway is the only place that reads a clock for the log: ``stamp()`` gives each command its
+id (uuid4 hex) and time (wall clock, microseconds).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from services.common.config import Settings
+
+from .bus import Bus, Event
+from .commands import ACCOUNT, Command, Stamp
+from .config import GatewaySettings
+from .projection import Projection
+
+
+@dataclass
+class Session:
+    """One XML connection or one API key: the newest decision of its own writes per partition,
+    so its reads can wait for them (read-your-writes)."""
+
+    offsets: dict[int, int] = field(default_factory=dict)
+
+    def note(self, event: Event) -> None:
+        if event.offset > self.offsets.get(event.partition, -1):
+            self.offsets[event.partition] = event.offset
+
+
+class Directory:
+    """Accounts, symbols and API keys that exist: those decided since this gateway started (from
+    the account.events tail) plus those in the projection. A miss is final only once the
+    projection has caught up with where the tail started, so nothing falls between the two."""
+
+    def __init__(self, projection: Projection, bus: Bus, timeout: float) -> None:
+        self.projection, self.bus, self.timeout = projection, bus, timeout
+        self.accounts: set[str] = set()
+        self.symbols: set[str] = set()
+        self.keys: dict[str, str] = {}  # SHA-256 hex of an API key -> account
+        self._caught_up = False
+
+    def observe(self, event: Event) -> None:
+        if event.name == ACCOUNT + "AccountCreated":
+            self.accounts.add(event.key)
+            if event.record.get("api_key_hash"):
+                self.keys[event.record["api_key_hash"]] = event.key
+        elif event.name == ACCOUNT + "SymbolCreated":
+            self.symbols.add(event.key)
+
+    async def _catch_up(self) -> bool:
+        """Wait (once) for the projection to reach the tail's start; False if it already had."""
+        if self._caught_up:
+            return False
+        starts = self.bus.accounts_tail.start_offsets
+        await self.projection.wait({p: o - 1 for p, o in starts.items() if o > 0}, self.timeout)
+        self._caught_up = True
+        return True
+
+    async def has_account(self, account: str) -> bool:
+        while account not in self.accounts:
+            if await self.projection.account_exists(account):
+                self.accounts.add(account)
+            elif not await self._catch_up():
+                return account in self.accounts
+        return True
+
+    async def has_symbol(self, symbol: str) -> bool:
+        while symbol not in self.symbols:
+            if await self.projection.symbol_exists(symbol):
+                self.symbols.add(symbol)
+            elif not await self._catch_up():
+                return symbol in self.symbols
+        return True
+
+    async def account_for_key(self, key_hash: str) -> str | None:
+        while key_hash not in self.keys:
+            account = await self.projection.account_for_key(key_hash)
+            if account is not None:
+                self.keys[key_hash] = account
+            elif not await self._catch_up():
+                return self.keys.get(key_hash)
+        return self.keys[key_hash]
+
+
+class Exchange:
+    def __init__(self, settings: Settings, gateway: GatewaySettings) -> None:
+        self.settings = settings
+        self.gateway = gateway
+        # the log names this process, so replies reach it and not another gateway instance
+        self.instance_id = f"gateway-{settings.instance}-{secrets.token_hex(4)}"
+        self.bus = Bus(settings, self.instance_id, gateway.decision_timeout)
+        self.projection = Projection(
+            settings.database_url, settings.topic("account.events"), gateway.db_pool_max
+        )
+        self.directory = Directory(self.projection, self.bus, gateway.projection_timeout)
+        self.bus.listeners.append(self.directory.observe)
+
+    async def start(self) -> None:
+        await self.projection.start()
+        await self.bus.start()
+
+    async def stop(self) -> None:
+        await self.bus.stop()
+        await self.projection.stop()
+
+    def stamp(self) -> Stamp:
+        return Stamp(uuid.uuid4().hex, time.time_ns() // 1000, self.instance_id)
+
+    async def request(self, command: Command, session: Session | None = None) -> Event:
+        event = await self.bus.request(command)
+        if session is not None:
+            session.note(event)
+        return event
+
+    async def caught_up(self, session: Session) -> None:
+        """Before a read: wait until the projection shows the session's own writes."""
+        await self.projection.wait(session.offsets, self.gateway.projection_timeout)

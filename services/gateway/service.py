@@ -1,0 +1,83 @@
+"""The gateway process: start Kafka and PostgreSQL clients, both servers, mark ready, stop on
+SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+import signal
+
+import uvicorn
+
+from services.common.config import Settings
+
+from .config import GatewaySettings
+from .exchange import Exchange
+from .http_app import create_app
+from .xml_server import XmlServer
+
+log = logging.getLogger(__name__)
+
+
+def _raise_fd_limit() -> None:
+    """Thousands of XML connections need thousands of descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 1 << 20), hard))
+
+
+async def serve(settings: Settings, gateway: GatewaySettings) -> None:
+    exchange = Exchange(settings, gateway)
+    await exchange.start()
+    if not gateway.admin_key:
+        log.warning("MARKETLOG_ADMIN_KEY is not set: admin endpoints refuse every key")
+    xml = XmlServer(exchange, gateway)
+    await xml.start()
+    http = uvicorn.Server(
+        uvicorn.Config(
+            create_app(exchange, gateway),
+            host=gateway.http_host,
+            port=gateway.http_port,
+            log_level="warning",
+            lifespan="off",
+            ws_max_size=64 * 1024,
+        )
+    )
+    http.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # ours, below
+    http_task = asyncio.create_task(http.serve(), name="http")
+    while not http.started:
+        if http_task.done():
+            await http_task
+            raise RuntimeError("the HTTP server did not start")
+        await asyncio.sleep(0.02)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    settings.mark_ready("gateway")
+    log.info(
+        "gateway %s: XML on %s:%d, HTTP on %s:%d",
+        exchange.instance_id,
+        gateway.xml_host,
+        gateway.xml_port,
+        gateway.http_host,
+        gateway.http_port,
+    )
+    await stop.wait()
+    http.should_exit = True
+    await xml.stop()
+    await http_task
+    await exchange.stop()
+
+
+def main() -> None:
+    _raise_fd_limit()
+    try:
+        import uvloop
+
+        uvloop.run(serve(Settings(), GatewaySettings()))
+    except ImportError:
+        asyncio.run(serve(Settings(), GatewaySettings()))

@@ -1,0 +1,159 @@
+"""The gateway's other pure parts: command records, decision matching, token buckets, the public
+book view and HTTP order validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.common.codec import Codec
+from services.gateway import commands as cmd
+from services.gateway import http_models as m
+from services.gateway.http_auth import bearer, key_hash, new_key
+from services.gateway.market_view import BookView
+from services.gateway.ratelimit import Buckets, TokenBucket
+
+STAMP = cmd.Stamp("c0ffee", 1_700_000_000_000_000, "gateway-0-abcd")
+
+
+def env(key: str, command_id: str = "c0ffee") -> dict:
+    return {"command_id": command_id, "key": key, "ts": 1, "reply_to": ""}
+
+
+def test_every_command_encodes_with_its_schema():
+    codec = Codec()
+    spec = cmd.OrderSpec("SPY", "BUY", 100, 1250000)
+    for command in [
+        cmd.create_account(STAMP, "1", 10, "ab" * 32),
+        cmd.deposit(STAMP, "1", 5),
+        cmd.withdraw(STAMP, "1", 5),
+        cmd.create_symbol(STAMP, "SPY", 100, 1),
+        cmd.issue_shares(STAMP, "1", "SPY", 100),
+        cmd.place_order(STAMP, "1", spec),
+        cmd.cancel_order(STAMP, "1", 3),
+        cmd.reduce_order(STAMP, "1", 3, 10),
+        cmd.replace_order(STAMP, "1", 3, 1, 1),
+    ]:
+        name, record = codec.decode(codec.encode(command.name, command.record))
+        assert name == command.name and record["envelope"]["reply_to"] == "gateway-0-abcd"
+        assert command.command_id == "c0ffee"
+    assert cmd.create_symbol(STAMP, "SPY").broadcast
+    assert cmd.create_symbol(STAMP, "SPY").key == "SPY"
+    assert not cmd.deposit(STAMP, "1", 5).broadcast
+
+
+def test_a_decision_answers_only_its_own_account_and_order():
+    place = cmd.place_order(STAMP, "1", cmd.OrderSpec("SPY", "SELL", 1, 1))
+    accepted = cmd.ACCOUNT + "OrderAccepted"
+    assert cmd.answers(place, accepted, {"envelope": env("1"), "order_id": 9})
+    # the other side's fill caused by this command carries its id but is not the answer
+    assert not cmd.answers(place, cmd.ACCOUNT + "OrderFilled", {"envelope": env("1")})
+    assert not cmd.answers(place, accepted, {"envelope": env("2"), "order_id": 9})
+    assert cmd.answers(place, cmd.REJECTED, {"envelope": env("1"), "order_id": None})
+    cancel = cmd.cancel_order(STAMP, "1", 3)
+    closed = cmd.ACCOUNT + "OrderClosed"
+    assert cmd.answers(cancel, closed, {"envelope": env("1"), "order_id": 3})
+    assert not cmd.answers(cancel, closed, {"envelope": env("1"), "order_id": 4})
+    replace = cmd.replace_order(STAMP, "1", 3, 1, 1)
+    assert cmd.answers(replace, accepted, {"envelope": env("1"), "order_id": 7, "replaces": 3})
+    assert not cmd.answers(replace, closed, {"envelope": env("1"), "order_id": 3})
+
+
+def test_token_bucket_refills_at_its_rate_up_to_its_burst():
+    bucket = TokenBucket.full(rate=2, burst=3, now=0)
+    assert [bucket.take(0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.take(0.5) and not bucket.take(0.5)
+    assert [bucket.take(100) for _ in range(4)] == [True, True, True, False]
+    buckets = Buckets(rate=1, burst=1, max_keys=2)
+    assert buckets.take("a", 0) and not buckets.take("a", 0) and buckets.take("b", 0)
+
+
+def test_book_view_turns_events_into_level_totals_and_trades():
+    view = BookView.from_rows("X", 5, [{"side": "BUY", "price": 1250000, "qty": 30000}])
+    rested = {"envelope": env("X"), "seq": 6, "side": "SELL", "price": 1300000, "qty": 10000}
+    assert view.apply(cmd.ACCOUNT + "x", {"seq": 6}) == []  # not a market event: ignored
+    view.seq = 5
+    (level,) = view.apply("marketlog.market.OrderRested", rested)
+    assert (level["side"], level["price"], level["qty"], level["seq"]) == ("SELL", "130", "100", 6)
+    trade = {
+        "envelope": env("X"),
+        "seq": 7,
+        "price": 1250000,
+        "qty": 30000,
+        "taker_side": "SELL",
+    }
+    gone, printed = view.apply("marketlog.market.Trade", trade)
+    assert (gone["side"], gone["qty"]) == ("BUY", "0") and printed["type"] == "trade"
+    assert view.apply("marketlog.market.Trade", trade) == []  # already folded in
+    snapshot = view.snapshot()
+    assert snapshot == {
+        "type": "snapshot",
+        "symbol": "X",
+        "seq": 7,
+        "bids": [],
+        "asks": [{"price": "130", "qty": "100"}],
+    }
+
+
+def order(**fields) -> m.NewOrder:
+    return m.NewOrder(**{"symbol": "SPY", "side": "BUY", "qty": "10", "price": "1.5", **fields})
+
+
+def test_order_validation_defaults_and_units():
+    spec = m.order_spec(order(), now_us=0)
+    assert (spec.qty, spec.price, spec.tif, spec.stp) == (1000, 15000, "GTC", "CANCEL_NEWEST")
+    market = m.order_spec(order(type="MARKET", price=None, budget="100"), 0)
+    assert (market.price, market.tif, market.budget) == (None, "IOC", 100_000_000)
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"price": None}, "LIMIT order needs"),
+        ({"type": "MARKET"}, "has no price"),
+        ({"type": "MARKET", "price": None}, "needs one"),
+        ({"type": "MARKET", "price": None, "budget": "1", "tif": "GTC"}, "IOC or FOK"),
+        ({"tif": "GTD"}, "expire_ts"),
+        ({"tif": "GTD", "expire_ts": 5}, "past"),
+        ({"expire_ts": 50}, "only with GTD"),
+        ({"budget": "5"}, "only a MARKET BUY"),
+        ({"post_only": True, "tif": "IOC"}, "post-only"),
+        ({"qty": "0"}, "greater than zero"),
+        ({"qty": "-1"}, "negative"),
+        ({"qty": "1.001"}, "decimal places"),
+        ({"price": "0.00001"}, "decimal places"),
+    ],
+)
+def test_order_validation_refusals(fields, message):
+    with pytest.raises(m.InvalidRequest, match=message):
+        m.order_spec(order(**fields), now_us=10)
+
+
+def test_keys_are_random_and_only_their_hash_is_kept():
+    key, digest = new_key()
+    assert len(key) >= 43 and digest == key_hash(key) and len(digest) == 64
+    assert new_key()[0] != key
+    assert bearer(f"Bearer {key}") == key and bearer("bearer  x ") == "x"
+    assert bearer(None) is None and bearer("Basic abc") is None and bearer("Bearer ") is None
+
+
+def test_decision_detail_renders_amounts_as_decimals():
+    record = {
+        "envelope": env("1"),
+        "order_id": 3,
+        "side": "BUY",
+        "price": 1250000,
+        "qty": 150,
+        "hold": 187_500_000,
+        "cash_available": 5,
+        "duplicate": False,
+    }
+    detail = m.decision_detail(record)
+    assert detail == {
+        "order_id": 3,
+        "side": "BUY",
+        "price": "125",
+        "qty": "1.5",
+        "hold": "187.5",
+        "cash_available": "0.000005",
+        "duplicate": False,
+    }
