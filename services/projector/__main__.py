@@ -1,0 +1,48 @@
+"""`python -m services.projector {serve,rebuild,audit,migrate}` (settings from the environment).
+
+serve    consume account.events and market.events into the projection tables
+rebuild  replay both topics from offset zero into a fresh schema, then swap it in
+audit    conservation and hold checks; exits 1 naming each culprit
+migrate  apply pending schema migrations and exit
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from services.common.config import Settings
+from services.common.metrics import serve_metrics
+
+from . import audit, schema, service
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.projector", description=__doc__)
+    parser.add_argument("command", choices=["serve", "rebuild", "audit", "migrate"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = Settings()
+    if args.command == "serve":
+        serve_metrics(settings)
+        projector = service.Projector(settings)
+        signal.signal(signal.SIGTERM, projector.stop)
+        signal.signal(signal.SIGINT, projector.stop)
+        projector.serve()
+        return 0
+    if args.command == "rebuild":
+        service.rebuild(settings)
+        return 0
+    if args.command == "audit":
+        passed, lines = audit.audit(settings.database_url)
+        print("\n".join(lines))
+        return 0 if passed else 1
+    with schema.connect(settings.database_url) as conn:
+        print("applied:", ", ".join(schema.migrate(conn)) or "nothing (up to date)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

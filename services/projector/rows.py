@@ -1,0 +1,392 @@
+"""The projector's pure core: a batch of decoded events -> the row changes that batch makes.
+
+Events of one batch are folded per key first (one row per order, account, position, book level…)
+so the shell can write each table with one set-based statement. Every value comes from the
+records themselves (amounts in integer units, times as the record's microsecond ``ts``), so the
+same events give the same rows however they are cut into batches: that is what makes a rebuild
+equal the incrementally built tables. No table is written from both topics, so the interleaving
+of account.events and market.events between batches cannot change the result either.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+log = logging.getLogger(__name__)
+
+ACCOUNT, MARKET = "account", "market"  # the two input streams (account.events, market.events)
+OTHER_SIDE = {"BUY": "SELL", "SELL": "BUY"}
+
+# audit_log.kind: the logfile.xsd element a DUMPLOG renders the row as
+CASH, SYSTEM, ERROR = "accountTransaction", "systemEvent", "errorEvent"
+
+# the originating command of an OrderClosed, by close reason
+CLOSE_COMMAND = {"USER": "CancelOrder", "REPLACED": "ReplaceOrder", "EXPIRED": "Expire"}
+
+
+class Event(NamedTuple):
+    """One decoded record and where it sits in the log."""
+
+    source: str  # ACCOUNT or MARKET
+    partition: int
+    offset: int
+    name: str  # record fullname, e.g. marketlog.account.OrderFilled
+    record: dict[str, Any]
+
+
+@dataclass(slots=True)
+class OrderFold:
+    """An order touched by the batch: its accepted row if it is new, and what changed."""
+
+    accepted: tuple | None  # static columns, when the order was accepted in this batch
+    side: str
+    price: int | None
+    hold: int  # the hold at acceptance (new orders only)
+    open_qty: int | None = None  # absolute, from the last event's `remaining`
+    exec_qty: int = 0
+    exec_notional: int = 0
+    cancelled_qty: int = 0
+    cancelled_ts: int | None = None
+    reduced_qty: int = 0
+    close_reason: str | None = None
+    released: int = 0
+    ts: int = 0
+
+
+@dataclass(slots=True)
+class Holding:
+    """A balance (account) or position (account, symbol): last known absolute values + sums."""
+
+    available: int
+    held: int | None  # None: not stated in this batch (deposits and issues leave it alone)
+    added: int = 0  # deposited (cash) or issued (shares)
+    removed: int = 0  # withdrawn (cash)
+    ts: int = 0
+
+
+@dataclass(slots=True)
+class Stats:
+    trades: int = 0
+    volume: int = 0
+    notional: int = 0
+    high: int = 0
+    low: int = 0
+    last_price: int = 0
+    last_qty: int = 0
+    last_seq: int = 0
+    last_ts: int = 0
+
+    def last(self) -> tuple[int, int, int, int]:
+        return self.last_price, self.last_qty, self.last_seq, self.last_ts
+
+
+@dataclass
+class Batch:
+    """Row changes of one batch. Lists are appended as they are; dicts are one row per key."""
+
+    audit: list[tuple] = field(default_factory=list)
+    executions: list[tuple] = field(default_factory=list)
+    trades: list[tuple] = field(default_factory=list)
+    accounts: list[tuple] = field(default_factory=list)
+    symbols: dict[str, tuple] = field(default_factory=dict)
+    orders: dict[int, OrderFold] = field(default_factory=dict)
+    balances: dict[str, Holding] = field(default_factory=dict)
+    positions: dict[tuple[str, str], Holding] = field(default_factory=dict)
+    levels: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)  # [Δqty, seq]
+    books: dict[str, list[int]] = field(default_factory=dict)  # [first seq, last seq, ts]
+    stats: dict[str, Stats] = field(default_factory=dict)
+    unknown: int = 0  # records of a type this version does not project (audited only)
+
+    def new_orders(self) -> list[tuple]:
+        return [
+            (*o.accepted[:13], *_order_state(o, o.hold), *o.accepted[13:])
+            for o in self.orders.values()
+            if o.accepted is not None
+        ]
+
+    def order_updates(self) -> list[tuple]:
+        return [
+            (
+                oid,
+                o.open_qty,
+                o.exec_qty,
+                o.exec_notional,
+                o.cancelled_qty,
+                o.cancelled_ts,
+                o.reduced_qty,
+                o.close_reason,
+                o.released,
+                o.ts,
+            )
+            for oid, o in self.orders.items()
+            if o.accepted is None
+        ]
+
+
+def consumed_hold(side: str, price: int | None, qty: int, notional: int) -> int:
+    """What fills take from an order's hold (records.md; the SQL update mirrors this)."""
+    if side == "SELL":
+        return qty
+    return notional if price is None else price * qty
+
+
+def _order_state(o: OrderFold, hold: int) -> tuple:
+    """The state columns of a new order, in table order after the static ones."""
+    open_qty = o.open_qty
+    left = hold - consumed_hold(o.side, o.price, o.exec_qty, o.exec_notional) - o.released
+    return (
+        open_qty,
+        o.exec_qty,
+        o.exec_notional,
+        o.cancelled_qty,
+        o.cancelled_ts,
+        o.reduced_qty,
+        o.close_reason,
+        left if open_qty else 0,  # an order that is no longer open holds nothing
+        o.ts,
+    )
+
+
+class Folder:
+    """Folds events into a Batch. One instance per batch; `fold` is the entry point."""
+
+    def __init__(self) -> None:
+        self.batch = Batch()
+
+    # -- shared pieces ------------------------------------------------------------------------
+    def _audit(self, e: Event, command: str, kind: str, account: str | None, **f: Any) -> None:
+        env = e.record["envelope"]
+        self.batch.audit.append(
+            (
+                e.partition,
+                e.offset,
+                env["ts"],
+                env["command_id"],
+                command,
+                e.name.rsplit(".", 1)[-1],
+                kind,
+                account,
+                f.get("symbol"),
+                f.get("order_id"),
+                f.get("side"),
+                f.get("price"),
+                f.get("qty"),
+                f.get("funds"),
+                f.get("action"),
+                f.get("message"),
+            )
+        )
+
+    def _balance(self, account: str, ts: int, available: int, held: int | None) -> Holding:
+        b = self.batch.balances.get(account)
+        if b is None:
+            b = self.batch.balances[account] = Holding(available, held)
+        b.available, b.ts = available, ts
+        if held is not None:
+            b.held = held
+        return b
+
+    def _position(self, account: str, symbol: str, ts: int, r: dict, held: bool) -> Holding:
+        key = (account, symbol)
+        p = self.batch.positions.get(key)
+        if p is None:
+            p = self.batch.positions[key] = Holding(r["shares_available"], None)
+        p.available, p.ts = r["shares_available"], ts
+        if held:
+            p.held = r["shares_held"]
+        return p
+
+    def _after(self, account: str, ts: int, r: dict) -> None:
+        """An order decision's balances after it: cash, and the order's symbol's shares."""
+        self._balance(account, ts, r["cash_available"], r["cash_held"])
+        self._position(account, r["symbol"], ts, r, held=True)
+
+    def _order(self, oid: int) -> OrderFold:
+        o = self.batch.orders.get(oid)
+        if o is None:  # accepted in an earlier batch: only the changes are known here
+            o = self.batch.orders[oid] = OrderFold(None, "", None, 0)
+        return o
+
+    # -- account.events -----------------------------------------------------------------------
+    def account_created(self, e: Event, account: str, ts: int, r: dict) -> None:
+        self.batch.accounts.append((account, r["balance"], ts, r["envelope"]["command_id"]))
+        self._balance(account, ts, r["balance"], 0)
+        self._audit(e, "CreateAccount", CASH, account, funds=r["balance"], action="add")
+
+    def cash_deposited(self, e: Event, account: str, ts: int, r: dict) -> None:
+        self._balance(account, ts, r["cash_available"], None).added += r["amount"]
+        self._audit(e, "Deposit", CASH, account, funds=r["amount"], action="add")
+
+    def cash_withdrawn(self, e: Event, account: str, ts: int, r: dict) -> None:
+        self._balance(account, ts, r["cash_available"], None).removed += r["amount"]
+        self._audit(e, "Withdraw", CASH, account, funds=r["amount"], action="remove")
+
+    def command_rejected(self, e: Event, account: str, ts: int, r: dict) -> None:
+        why = r["reason"] + (" (duplicate)" if r["duplicate"] else "")
+        self._audit(e, r["command"], ERROR, account, order_id=r["order_id"], message=why)
+
+    def symbol_created(self, e: Event, symbol: str, ts: int, r: dict) -> None:
+        row = (symbol, r["tick"], r["lot"], ts, r["envelope"]["command_id"])
+        self.batch.symbols.setdefault(symbol, row)  # the first listing wins
+        said = "listed" if r["created"] else "already listed"
+        self._audit(e, "CreateSymbol", SYSTEM, None, symbol=symbol, message=said)
+
+    def shares_issued(self, e: Event, account: str, ts: int, r: dict) -> None:
+        self._position(account, r["symbol"], ts, r, held=False).added += r["qty"]
+        self._audit(e, "IssueShares", SYSTEM, account, symbol=r["symbol"], qty=r["qty"])
+
+    def order_accepted(self, e: Event, account: str, ts: int, r: dict) -> None:
+        command = "PlaceOrder" if r["replaces"] is None else "ReplaceOrder"
+        oid, side = r["order_id"], r["side"]
+        fields = dict(symbol=r["symbol"], order_id=oid, side=side, price=r["price"], qty=r["qty"])
+        if r["duplicate"]:  # a retry answered with the original decision: nothing changed
+            self._audit(e, command, SYSTEM, account, **fields, message="duplicate")
+            return
+        static = (
+            oid,
+            account,
+            r["client_order_id"],
+            r["symbol"],
+            side,
+            r["price"],
+            r["qty"],
+            r["tif"],
+            r["expire_ts"],
+            r["post_only"],
+            r["stp"],
+            r["budget"],
+            r["replaces"],
+            ts,  # created_ts; then command_id
+            r["envelope"]["command_id"],
+        )
+        fold = OrderFold(static, side, r["price"], r["hold"], open_qty=r["qty"], ts=ts)
+        self.batch.orders[oid] = fold
+        self._after(account, ts, r)
+        funds = r["hold"] if side == "BUY" else None
+        self._audit(e, command, SYSTEM, account, **fields, funds=funds)
+
+    def order_filled(self, e: Event, account: str, ts: int, r: dict) -> None:
+        oid, price, qty = r["order_id"], r["price"], r["qty"]
+        o = self._order(oid)
+        o.open_qty, o.exec_qty, o.ts = r["remaining"], o.exec_qty + qty, ts
+        o.exec_notional += price * qty
+        command_id = r["envelope"]["command_id"]
+        self.batch.executions.append(
+            (oid, r["seq"], r["symbol"], account, r["side"], price, qty, r["role"], ts, command_id)
+        )
+        self._after(account, ts, r)
+        fields = dict(symbol=r["symbol"], order_id=oid, side=r["side"], price=price, qty=qty)
+        self._audit(e, "Fill", SYSTEM, account, **fields, funds=price * qty)
+
+    def order_reduced(self, e: Event, account: str, ts: int, r: dict) -> None:
+        o = self._order(r["order_id"])
+        o.open_qty, o.reduced_qty, o.ts = r["remaining"], o.reduced_qty + r["qty"], ts
+        o.released += r["released"]
+        self._after(account, ts, r)
+        fields = dict(symbol=r["symbol"], order_id=r["order_id"], side=r["side"], qty=r["qty"])
+        self._audit(e, "ReduceOrder", SYSTEM, account, **fields)
+
+    def order_closed(self, e: Event, account: str, ts: int, r: dict) -> None:
+        o = self._order(r["order_id"])
+        o.open_qty, o.close_reason, o.ts = 0, r["reason"], ts
+        o.released += r["released"]
+        if r["qty"]:
+            o.cancelled_qty += r["qty"]
+            o.cancelled_ts = ts
+        self._after(account, ts, r)
+        command = CLOSE_COMMAND.get(r["reason"], "PlaceOrder")
+        fields = dict(symbol=r["symbol"], order_id=r["order_id"], side=r["side"], qty=r["qty"])
+        self._audit(e, command, SYSTEM, account, **fields, message=r["reason"])
+
+    def unknown_account(self, e: Event, key: str, ts: int, r: dict) -> None:
+        """A decision this version cannot project: keep it in the audit log, note it."""
+        self.batch.unknown += 1
+        name = e.name.rsplit(".", 1)[-1]
+        fields = {k: r.get(k) for k in ("symbol", "order_id", "side", "price", "qty")}
+        funds = r.get("amount") if isinstance(r.get("amount"), int) else None
+        self._audit(e, name, SYSTEM, key, **fields, funds=funds, message=r.get("reason"))
+
+    # -- market.events ------------------------------------------------------------------------
+    def _level(self, symbol: str, side: str, price: int, delta: int, seq: int) -> None:
+        level = self.batch.levels.get((symbol, side, price))
+        if level is None:
+            self.batch.levels[(symbol, side, price)] = [delta, seq]
+        else:
+            level[0] += delta
+            level[1] = seq
+
+    def order_rested(self, symbol: str, ts: int, r: dict) -> None:
+        self._level(symbol, r["side"], r["price"], r["qty"], r["seq"])
+
+    def trade(self, symbol: str, ts: int, r: dict) -> None:
+        seq, price, qty = r["seq"], r["price"], r["qty"]
+        self._level(symbol, OTHER_SIDE[r["taker_side"]], price, -qty, seq)
+        maker, taker = r["maker_order_id"], r["taker_order_id"]
+        command_id = r["envelope"]["command_id"]
+        self.batch.trades.append(
+            (symbol, seq, price, qty, maker, taker, r["taker_side"], ts, command_id)
+        )
+        s = self.batch.stats.get(symbol)
+        if s is None:
+            s = self.batch.stats[symbol] = Stats(high=price, low=price)
+        s.trades, s.volume, s.notional = s.trades + 1, s.volume + qty, s.notional + price * qty
+        s.high, s.low = max(s.high, price), min(s.low, price)
+        s.last_price, s.last_qty, s.last_seq, s.last_ts = price, qty, seq, ts
+
+    def order_cancelled(self, symbol: str, ts: int, r: dict) -> None:
+        if r["rested"] and r["price"] is not None:
+            self._level(symbol, r["side"], r["price"], -r["qty"], r["seq"])
+
+    def order_reduced_public(self, symbol: str, ts: int, r: dict) -> None:
+        self._level(symbol, r["side"], r["price"], -r["qty"], r["seq"])
+
+    # -- dispatch -----------------------------------------------------------------------------
+    def fold(self, events: Iterable[Event]) -> Batch:
+        account_handlers = {
+            "marketlog.account.AccountCreated": self.account_created,
+            "marketlog.account.CashDeposited": self.cash_deposited,
+            "marketlog.account.CashWithdrawn": self.cash_withdrawn,
+            "marketlog.account.CommandRejected": self.command_rejected,
+            "marketlog.account.SymbolCreated": self.symbol_created,
+            "marketlog.account.SharesIssued": self.shares_issued,
+            "marketlog.account.OrderAccepted": self.order_accepted,
+            "marketlog.account.OrderFilled": self.order_filled,
+            "marketlog.account.OrderReduced": self.order_reduced,
+            "marketlog.account.OrderClosed": self.order_closed,
+        }
+        market_handlers = {
+            "marketlog.market.OrderRested": self.order_rested,
+            "marketlog.market.Trade": self.trade,
+            "marketlog.market.OrderCancelled": self.order_cancelled,
+            "marketlog.market.OrderReduced": self.order_reduced_public,
+        }
+        for e in events:
+            env = e.record["envelope"]
+            if e.source == ACCOUNT:
+                handler = account_handlers.get(e.name, self.unknown_account)
+                handler(e, env["key"], env["ts"], e.record)
+                continue
+            market = market_handlers.get(e.name)
+            if market is None:
+                self.batch.unknown += 1
+            else:
+                market(env["key"], env["ts"], e.record)
+            seq = e.record.get("seq")
+            if isinstance(seq, int):
+                self._book(env["key"], seq, env["ts"])
+        return self.batch
+
+    def _book(self, symbol: str, seq: int, ts: int) -> None:
+        book = self.batch.books.get(symbol)
+        if book is None:
+            self.batch.books[symbol] = [seq, seq, ts]
+        else:
+            book[1], book[2] = seq, ts
+
+
+def fold(events: Iterable[Event]) -> Batch:
+    """The row changes of a batch of events, in log order per partition."""
+    return Folder().fold(events)

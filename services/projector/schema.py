@@ -1,0 +1,131 @@
+"""The projection schema: numbered SQL migrations, connections, rebuild's schema swap, snapshots.
+
+Every projector table lives in one PostgreSQL schema (``projection``), so a rebuild can build a
+fresh copy beside it (``projection_rebuild``) and swap the two in one transaction: readers see the
+old tables until the new ones are complete. Migrations are the plain files
+``migrations/NNNN_name.sql``, applied in order, each recorded in ``schema_migrations`` (version,
+name, checksum) inside the schema; an applied migration whose file changed is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+LIVE = "projection"
+REBUILD = "projection_rebuild"
+RETIRED = "projection_retired"
+CHANNEL = "marketlog_applied"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_LOCK = 0x4D4C5052  # advisory lock: schema changes (migrate, swap) one at a time
+_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
+
+
+class MigrationError(RuntimeError):
+    """The migration files and the database disagree."""
+
+
+def connect(url: str, schema: str = LIVE, **kwargs) -> psycopg.Connection:
+    """An autocommit connection (transactions are explicit) whose bare table names are the
+    projection schema's. No prepared statements: a rebuild's swap replaces the tables."""
+    kwargs.setdefault("autocommit", True)
+    return psycopg.connect(
+        url, options=f"-c search_path={schema}", prepare_threshold=None, **kwargs
+    )
+
+
+def migration_files(folder: Path = MIGRATIONS) -> list[tuple[int, str, str]]:
+    found = []
+    for path in sorted(folder.glob("*.sql")):
+        match = _NAME.fullmatch(path.name)
+        if match is None:
+            raise MigrationError(f"{path.name}: migrations are named NNNN_name.sql")
+        found.append((int(match.group(1)), match.group(2), path.read_text()))
+    versions = [v for v, _, _ in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise MigrationError(f"migration numbers must be 1, 2, 3, … without gaps: {versions}")
+    return found
+
+
+def migrate(conn: psycopg.Connection, schema: str = LIVE) -> list[str]:
+    """Create the schema if needed and apply the migrations it lacks. Returns those applied."""
+    ident = sql.Identifier(schema)
+    applied_now = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
+        conn.execute(sql.SQL("SET LOCAL search_path = {}").format(ident))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (version int PRIMARY KEY, name text NOT NULL, checksum text NOT NULL)"
+        )
+        done = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
+        for version, name, text in migration_files():
+            checksum = hashlib.sha256(text.encode()).hexdigest()
+            if version in done:
+                if done[version] != checksum:
+                    raise MigrationError(f"migration {version:04d}_{name} changed after it ran")
+                continue
+            conn.execute(text)
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (%s, %s, %s)", (version, name, checksum)
+            )
+            applied_now.append(f"{version:04d}_{name}")
+    return applied_now
+
+
+def drop(conn: psycopg.Connection, schema: str) -> None:
+    with conn.transaction():
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def swap_in(conn: psycopg.Connection, built: str = REBUILD, live: str = LIVE) -> None:
+    """Make `built` the live schema in one transaction and announce its applied offsets."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(RETIRED)))
+        exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (live,)).fetchone()
+        if exists:
+            conn.execute(
+                sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
+                    sql.Identifier(live), sql.Identifier(RETIRED)
+                )
+            )
+        conn.execute(
+            sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
+                sql.Identifier(built), sql.Identifier(live)
+            )
+        )
+        # waiting readers may be behind what the swapped-in tables hold, never ahead of it
+        conn.execute(
+            sql.SQL(
+                "SELECT pg_notify(%s, topic || ':' || partition || ':' || next_offset)"
+                " FROM {}.applied_offsets"
+            ).format(sql.Identifier(live)),
+            (CHANNEL,),
+        )
+    drop(conn, RETIRED)
+
+
+def tables(conn: psycopg.Connection, schema: str = LIVE) -> list[str]:
+    rows = conn.execute(
+        "SELECT table_name FROM information_schema.tables"
+        " WHERE table_schema = %s AND table_name <> 'schema_migrations' ORDER BY 1",
+        (schema,),
+    ).fetchall()
+    return [name for (name,) in rows]
+
+
+def contents(conn: psycopg.Connection, schema: str = LIVE) -> dict[str, list[tuple]]:
+    """Every projection table's rows, ordered by all columns: two equal builds compare equal."""
+    found = {}
+    for table in tables(conn, schema):
+        query = sql.SQL("SELECT * FROM {}.{} t ORDER BY t").format(
+            sql.Identifier(schema), sql.Identifier(table)
+        )
+        found[table] = conn.execute(query).fetchall()
+    return found

@@ -1,0 +1,210 @@
+"""The projector on real Kafka and PostgreSQL: rows, read-your-writes offsets, rebuild, audit."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import psycopg
+import pytest
+
+from services.common.money import parse_price, parse_qty
+from services.projector import audit, schema, service, synth
+from tests.support import wait_until
+
+pytestmark = pytest.mark.integration
+
+P, Q = parse_price, parse_qty  # "125" -> price units, "300" -> quantity units
+
+
+@pytest.fixture
+def cfg(settings, database_url):
+    """The test's topics and its own fresh database."""
+    return dataclasses.replace(settings, database_url=database_url)
+
+
+class Running:
+    """A projector serving in a thread of this process."""
+
+    def __init__(self, cfg, **kwargs) -> None:
+        self.projector = service.Projector(cfg, **kwargs)
+        self.thread = threading.Thread(target=self.projector.serve, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.projector.stop()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+def end_offsets(cfg) -> dict[tuple[str, int], int]:
+    """The log end of every partition of both input topics (what caught up means)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": cfg.kafka, "group.id": "probe"})
+    ends = {}
+    try:
+        for role in ("account.events", "market.events"):
+            topic = cfg.topic(role)
+            for p in consumer.list_topics(topic, 10).topics[topic].partitions:
+                ends[(topic, p)] = consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1]
+    finally:
+        consumer.close()
+    return ends
+
+
+def applied(cfg, target: str = schema.LIVE) -> dict[tuple[str, int], int]:
+    with schema.connect(cfg.database_url, target) as conn:
+        try:
+            rows = conn.execute("SELECT topic, partition, next_offset FROM applied_offsets")
+            return {(t, p): n for t, p, n in rows}
+        except psycopg.errors.UndefinedTable:
+            return {}
+
+
+def caught_up(cfg) -> bool:
+    ends, done = end_offsets(cfg), applied(cfg)
+    return all(done.get(key, 0) >= end for key, end in ends.items() if end)
+
+
+def wait_caught_up(cfg, timeout: float = 60.0) -> None:
+    wait_until(lambda: caught_up(cfg), timeout, "the projector to reach the log end")
+
+
+def contents(cfg) -> dict[str, list[tuple]]:
+    with schema.connect(cfg.database_url) as conn:
+        return schema.contents(conn)
+
+
+def query(cfg, sql: str, *params) -> list[tuple]:
+    with schema.connect(cfg.database_url) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def worked_example() -> tuple[synth.Exchange, dict[int, int]]:
+    """The course example (notes/protocols.md §1) plus a buy that executes below its limit."""
+    ex = synth.Exchange()
+    ex.create_symbol("X")
+    ex.create_account("100", P("1000000") * Q("1"))  # 1,000,000 of cash
+    ex.create_account("200", 0)
+    ex.issue("200", "X", Q("1500"))
+    ids = {}
+    for n, (side, qty, price) in enumerate(
+        [
+            ("BUY", "300", "125"),
+            ("SELL", "100", "130"),
+            ("BUY", "200", "127"),
+            ("SELL", "500", "128"),
+            ("SELL", "200", "140"),
+            ("BUY", "400", "125"),
+        ],
+        1,
+    ):
+        account = "100" if side == "BUY" else "200"
+        ids[n] = ex.place(account, "X", side, Q(qty), P(price), client_order_id=f"o{n}")
+    ids[7] = ex.place("200", "X", "SELL", Q("400"), P("124"))
+    ids[8] = ex.place("100", "X", "BUY", Q("100"), P("135"))  # takes order 4 at 128
+    ex.cancel("100", ids[6])
+    return ex, ids
+
+
+def test_worked_example_ends_in_the_right_rows(cfg):
+    ex, ids = worked_example()
+    listener = psycopg.connect(cfg.database_url, autocommit=True)
+    listener.execute(f"LISTEN {schema.CHANNEL}")
+    synth.produce(cfg, synth.encode(ex.events))
+    running = Running(cfg)
+    try:
+        wait_caught_up(cfg)
+    finally:
+        running.stop()
+
+    status = dict(query(cfg, "SELECT order_id, status FROM orders"))
+    assert [status[ids[n]] for n in range(1, 9)] == [
+        "open", "open", "executed", "open", "open", "cancelled", "executed", "executed",
+    ]  # fmt: skip
+    fills = query(cfg, "SELECT order_id, qty, price FROM executions ORDER BY seq, order_id")
+    assert fills == [
+        (ids[3], Q("200"), P("127")),
+        (ids[7], Q("200"), P("127")),
+        (ids[1], Q("200"), P("125")),
+        (ids[7], Q("200"), P("125")),
+        (ids[4], Q("100"), P("128")),
+        (ids[8], Q("100"), P("128")),
+    ]
+    order = "SELECT open_qty, executed_qty, cancelled_qty, cancelled_ts, hold FROM orders"
+    assert query(cfg, order + " WHERE order_id = %s", ids[1]) == [
+        (Q("100"), Q("200"), 0, None, P("125") * Q("100"))
+    ]
+    [(open_qty, _, cancelled, when, hold)] = query(cfg, order + " WHERE order_id = %s", ids[6])
+    assert (open_qty, cancelled, hold) == (0, Q("400"), 0) and when > 0
+
+    # buyer: paid 200×127 + 200×125 + 100×128 (8 bought at 135 and got 7 back per share);
+    # still holds 100×125 for order 1 (order 6 was cancelled, its hold released)
+    buyer = query(cfg, "SELECT available, held FROM balances WHERE account_id = '100'")[0]
+    spent = P("127") * Q("200") + P("125") * Q("200") + P("128") * Q("100")
+    assert buyer == (P("1000000") * Q("1") - spent - P("125") * Q("100"), P("125") * Q("100"))
+    seller = query(cfg, "SELECT available, held FROM balances WHERE account_id = '200'")[0]
+    assert seller == (spent, 0)
+    positions = query(cfg, "SELECT account_id, available, held FROM positions ORDER BY 1")
+    assert positions == [("100", Q("500"), 0), ("200", Q("300"), Q("700"))]
+
+    # the public side: trades, the L2 book and the sequence it reflects
+    trades = query(cfg, "SELECT price, qty FROM trades ORDER BY seq")
+    assert trades == [(P("127"), Q("200")), (P("125"), Q("200")), (P("128"), Q("100"))]
+    levels = query(cfg, "SELECT side, price, qty FROM book_levels ORDER BY side, price")
+    assert levels == [
+        ("BUY", P("125"), Q("100")),
+        ("SELL", P("128"), Q("400")),
+        ("SELL", P("130"), Q("100")),
+        ("SELL", P("140"), Q("200")),
+    ]
+    (seq,) = query(cfg, "SELECT seq FROM books WHERE symbol = 'X'")[0]
+    assert seq == ex.seq["X"]
+    stats = query(cfg, "SELECT trades, volume, high, low, last_price FROM market_stats")
+    assert stats == [(3, Q("500"), P("128"), P("125"), P("128"))]
+
+    # every decision audited; readers were told the offsets
+    assert query(cfg, "SELECT count(*) FROM audit_log")[0][0] == sum(
+        1 for e in ex.events if e[0] == "account"
+    )
+    notes = {n.payload for n in listener.notifies(timeout=1, stop_after=100)}
+    listener.close()
+    done = applied(cfg)
+    assert {f"{t}:{p}:{n}" for (t, p), n in done.items() if n} <= notes
+    assert audit.audit(cfg.database_url) == (True, [audit.audit(cfg.database_url)[1][0]])
+
+
+def test_rebuild_equals_the_incremental_build_and_audit_passes(cfg):
+    ex = synth.random_history(6000, seed=7, accounts=30, symbols=4)
+    encoded = synth.encode(ex.events)
+    running = Running(cfg, batch_records=200)
+    try:
+        for start in range(0, len(encoded), 1500):  # events arrive while it runs
+            synth.produce(cfg, encoded[start : start + 1500])
+        wait_caught_up(cfg)
+    finally:
+        running.stop()
+    incremental = contents(cfg)
+    assert len(incremental["executions"]) == sum(1 for e in ex.events if e[2].endswith("Filled"))
+    passed, lines = audit.audit(cfg.database_url)
+    assert passed, lines
+
+    assert service.rebuild(cfg) == len(encoded)
+    assert contents(cfg) == incremental
+
+
+def test_audit_names_the_culprit_of_a_tampered_history(cfg):
+    ex = synth.random_history(800, seed=11, accounts=10, symbols=2)
+    ex.deposit("1003", 5_000_000)
+    record = ex.events[-1][3]
+    record["cash_available"] += 1  # one unit of cash out of thin air
+    synth.produce(cfg, synth.encode(ex.events))
+    running = Running(cfg)
+    try:
+        wait_caught_up(cfg)
+    finally:
+        running.stop()
+    passed, lines = audit.audit(cfg.database_url)
+    assert not passed
+    assert any("cash per account" in line and "account 1003" in line for line in lines), lines
