@@ -5,8 +5,6 @@ from the projection, after it shows the caller's own earlier writes. Errors are 
 ``{"error": ..., "command_id": ...}``.
 """
 
-from __future__ import annotations
-
 import secrets
 from typing import Annotated
 
