@@ -31,6 +31,27 @@ PROCFILE = ROOT / "Procfile"
 HONCHO = Path(sys.executable).parent / "honcho"
 
 
+ADMIN_KEY = STATE / "admin.key"
+
+
+def admin_key() -> str:
+    """The gateway's admin key: MARKETLOG_ADMIN_KEY, else .state/admin.key (made once, 0600)."""
+    if os.environ.get("MARKETLOG_ADMIN_KEY"):
+        return os.environ["MARKETLOG_ADMIN_KEY"]
+    if not ADMIN_KEY.exists():
+        import secrets
+
+        ADMIN_KEY.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(ADMIN_KEY, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+    return ADMIN_KEY.read_text().strip()
+
+
+def admin_key_source() -> str:
+    return "$MARKETLOG_ADMIN_KEY" if os.environ.get("MARKETLOG_ADMIN_KEY") else str(ADMIN_KEY)
+
+
 def service_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -38,6 +59,7 @@ def service_env() -> dict[str, str]:
         DATABASE_URL=POSTGRES.url,
         MARKETLOG_RUN_DIR=str(RUN_DIR),
         PYTHONPATH=str(ROOT),
+        MARKETLOG_ADMIN_KEY=admin_key(),
     )
     return env
 
@@ -61,6 +83,7 @@ def listening() -> str:
             f"  PostgreSQL   {POSTGRES.url}",
             f"  XML/TCP      127.0.0.1:{xml}",
             f"  HTTP API     http://127.0.0.1:{http}/docs",
+            f"  admin key    {admin_key_source()}",
             f"  state        {STATE}   (make clean drops it)",
         ]
     )

@@ -44,7 +44,12 @@ class Projection:
             min_size=1,
             max_size=pool_max,
             open=False,
-            kwargs={"options": f"-c search_path={SCHEMA},public", "autocommit": True},
+            # no prepared statements: a projector rebuild swaps the tables underneath
+            kwargs={
+                "options": f"-c search_path={SCHEMA}",
+                "autocommit": True,
+                "prepare_threshold": None,
+            },
         )
         self.applied: dict[int, int] = {}  # account.events partition -> next offset applied
         self._changed = asyncio.Event()
