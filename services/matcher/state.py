@@ -1,14 +1,16 @@
 """The matching engine's pure core: one price-time order book per symbol.
 
-No clock, no randomness, no I/O: every method takes the record's timestamp and returns the
+No clock, no randomness, no I/O: every command takes the record's timestamp and returns the
 events it decided, as tuples (fast to build, easy to compare). Amounts are integers in the units
 of services.common.money. The same code runs in the Kafka service, in `replay` and in `verify`.
+The rules are in docs/matcher.md.
 
-Layout for speed: a side is a dict price -> Level (a deque in time priority) plus a heap of
-level keys (price for asks, -price for bids) whose top is always a live level; emptied levels
-below the top stay in the heap until they surface (lazy deletion). A cancelled order is marked
-dead (qty 0) and stays in its deque until it reaches the front; each level counts its live
-orders so an empty level leaves the book at once. See docs/matcher.md for the rules.
+Layout, chosen for speed: a side is a dict price -> Level (a deque in time priority) plus a heap
+of level keys (price for asks, -price for bids) whose top is always a live level; a level that
+empties below the top leaves its key in the heap until it surfaces (lazy deletion). A cancelled
+order is marked dead (qty 0) and stays in its deque until it reaches the front or the deque is
+compacted; each level counts its live orders so an empty level leaves the book at once. Orders
+are plain lists (a third of the cost of building an object), read through the index names below.
 """
 
 from __future__ import annotations
@@ -22,57 +24,49 @@ BUY, SELL = "BUY", "SELL"
 GTC, IOC, FOK, GTD = "GTC", "IOC", "FOK", "GTD"
 NONE, CANCEL_NEWEST, CANCEL_OLDEST = "NONE", "CANCEL_NEWEST", "CANCEL_OLDEST"
 CANCEL_BOTH, DECREMENT_AND_CANCEL = "CANCEL_BOTH", "DECREMENT_AND_CANCEL"
-USER, IOC_REMAINDER, FOK_UNFILLABLE, POST_ONLY = (
-    "USER",
-    "IOC_REMAINDER",
-    "FOK_UNFILLABLE",
-    "POST_ONLY",
-)
-SELF_TRADE, EXPIRED, REPLACED = "SELF_TRADE", "EXPIRED", "REPLACED"
+USER, IOC_REMAINDER, FOK_UNFILLABLE = "USER", "IOC_REMAINDER", "FOK_UNFILLABLE"
+POST_ONLY_REASON, SELF_TRADE, EXPIRED, REPLACED = "POST_ONLY", "SELF_TRADE", "EXPIRED", "REPLACED"
 
 SIDES = frozenset((BUY, SELL))
 TIFS = frozenset((GTC, IOC, FOK, GTD))
 STPS = frozenset((NONE, CANCEL_NEWEST, CANCEL_OLDEST, CANCEL_BOTH, DECREMENT_AND_CANCEL))
 
-# Event tuples; element 0 names the kind, element 1 is the symbol's seq (None: private), 2 is ts.
+# Event tuples: element 0 names the kind, 1 is the symbol's seq (None: private), 2 is ts.
 RESTED = "rested"  # (RESTED, seq, ts, order_id, account, side, price, qty)
 TRADE = "trade"  # (TRADE, seq, ts, price, qty, maker_id, maker_account, taker_id,
-#                  taker_account, taker_side, maker_remaining, taker_remaining)
+#                   taker_account, taker_side, maker_remaining, taker_remaining)
 CANCELLED = "cancelled"  # (CANCELLED, seq, ts, order_id, account, side, price|None, qty,
-#                          reason, rested)
+#                           reason, rested)
 REDUCED = "reduced"  # (REDUCED, seq, ts, order_id, account, side, price, qty_removed, remaining)
 REJECTED = "rejected"  # (REJECTED, None, ts, order_id, account, side|None, qty|None,
-#                        new_order_id|None, reason); qty set = a refused placement to release
+#                         new_order_id|None, reason); qty set = a refused placement to release
 
-_NO_LIMIT = 1 << 80  # a market buy's bound on the ask keys: above any long price
+# An order: [open qty (0 = dead: filled or cancelled), id, account, price|None, side, tif,
+#            expire_ts|None, post_only, stp]
+QTY, OID, ACCOUNT, PRICE, SIDE, TIF, EXPIRE_TS, POST_ONLY, STP = range(9)
+Order = list
+
+_NO_LIMIT = 1 << 80  # a market buy's bound on the ask keys: above any price
 
 
-class Order:
-    __slots__ = ("account", "expire_ts", "id", "post_only", "price", "qty", "side", "stp", "tif")
+def terms(o: Order) -> list:
+    """An order's fields in the snapshot's order."""
+    return [
+        o[OID],
+        o[ACCOUNT],
+        o[SIDE],
+        o[PRICE],
+        o[QTY],
+        o[TIF],
+        o[EXPIRE_TS],
+        o[POST_ONLY],
+        o[STP],
+    ]
 
-    def __init__(self, oid, account, side, price, qty, tif, expire_ts, post_only, stp) -> None:
-        self.id = oid
-        self.account = account
-        self.side = side
-        self.price = price
-        self.qty = qty  # open quantity; 0 = dead (filled or cancelled)
-        self.tif = tif
-        self.expire_ts = expire_ts
-        self.post_only = post_only
-        self.stp = stp
 
-    def terms(self) -> list:
-        return [
-            self.id,
-            self.account,
-            self.side,
-            self.price,
-            self.qty,
-            self.tif,
-            self.expire_ts,
-            self.post_only,
-            self.stp,
-        ]
+def from_terms(t: list) -> Order:
+    oid, account, side, price, qty, tif, expire_ts, post_only, stp = t
+    return [qty, oid, account, price, side, tif, expire_ts, post_only, stp]
 
 
 class Level(deque):
@@ -105,7 +99,7 @@ class Book:
         self.bid_keys: list[int] = []  # heap of -price
         self.ask_keys: list[int] = []  # heap of price
         self.expiries: list[tuple] = []  # heap of (expire_ts, order_id, n, order), lazy
-        self._n = 0  # tie-breaker for expiry entries, never compared beyond uniqueness
+        self._n = 0  # unique tie-breaker of expiry entries (never part of the state)
 
     # -- commands ----------------------------------------------------------------------------
     def place(
@@ -140,250 +134,52 @@ class Book:
             why = _why(self, oid, qty, price, side, tif, stp, lot, budget)
             ev.append((REJECTED, None, ts, oid, account, side, qty, None, why))
             return ev
-        order = Order(oid, account, side, price, qty, tif, expire_ts, post_only, stp)
-        self._enter(order, ts, budget, lot, ev)
+        o = [qty, oid, account, price, side, tif, expire_ts, post_only, stp]
+        if price is None or post_only or tif in (FOK, GTD):
+            self._enter(o, ts, budget, lot, ev)
+            return ev
+        # a plain limit GTC or IOC: the common case, inlined
+        if side == BUY:
+            keys = self.ask_keys
+            if keys and keys[0] <= price:
+                self._take(o, self.asks, keys, 1, price, None, 1, ts, ev)
+                if not o[0]:
+                    return ev
+            levels, keys, key = self.bids, self.bid_keys, -price
+        else:
+            keys = self.bid_keys
+            if keys and keys[0] <= -price:
+                self._take(o, self.bids, keys, -1, -price, None, 1, ts, ev)
+                if not o[0]:
+                    return ev
+            levels, keys, key = self.asks, self.ask_keys, price
+        if tif == IOC:
+            self._drop(o, ts, IOC_REMAINDER, ev)
+            return ev
+        level = levels.get(price)
+        if level is None:
+            level = self._new_level(levels, keys, key)
+        level.append(o)
+        level.live += 1
+        self.orders[oid] = o
+        self.seq += 1
+        ev.append((RESTED, self.seq, ts, oid, account, side, price, o[0]))
         return ev
 
     def cancel(self, ts: int, oid: int, account: str | None = None) -> list[tuple]:
         ev: list[tuple] = []
         if self.expiries and self.expiries[0][0] <= ts:
             self._expire(ts, ev)
-        order = self.orders.get(oid)
-        if order is None or (account is not None and order.account != account):
+        o = self.orders.get(oid)
+        if o is None or (account is not None and o[ACCOUNT] != account):
             ev.append((REJECTED, None, ts, oid, account, None, None, None, "unknown order"))
             return ev
-        self._close(order, ts, USER, ev)
-        return ev
-
-    def reduce(self, ts: int, oid: int, account: str | None, qty: int) -> list[tuple]:
-        """Remove qty from a resting order's open quantity; it keeps its place."""
-        ev: list[tuple] = []
-        if self.expiries and self.expiries[0][0] <= ts:
-            self._expire(ts, ev)
-        order = self.orders.get(oid)
-        if order is None or (account is not None and order.account != account):
-            ev.append((REJECTED, None, ts, oid, account, None, None, None, "unknown order"))
-        elif qty <= 0:
-            ev.append(
-                (REJECTED, None, ts, oid, account, None, None, None, "quantity must be positive")
-            )
-        elif qty >= order.qty:  # reducing to zero (or past it) cancels
-            self._close(order, ts, USER, ev)
-        else:
-            order.qty -= qty
-            self.seq += 1
-            ev.append(
-                (REDUCED, self.seq, ts, oid, order.account, order.side, order.price, qty, order.qty)
-            )
-        return ev
-
-    def replace(
-        self, ts: int, oid: int, account: str | None, new_oid: int, price: int, qty: int
-    ) -> list[tuple]:
-        """Close oid (REPLACED) and enter new_oid with its terms at a new price and quantity."""
-        ev: list[tuple] = []
-        if self.expiries and self.expiries[0][0] <= ts:
-            self._expire(ts, ev)
-        order = self.orders.get(oid)
-        why = None
-        if order is None or (account is not None and order.account != account):
-            why = "unknown order"
-        elif qty <= 0:
-            why = "quantity must be positive"
-        elif price is None or price <= 0:
-            why = "price must be positive"
-        elif new_oid in self.orders:
-            why = "duplicate order id"
-        if why is not None:
-            ev.append((REJECTED, None, ts, oid, account, None, None, new_oid, why))
-            return ev
-        self._close(order, ts, REPLACED, ev)
-        new = Order(
-            new_oid,
-            order.account,
-            order.side,
-            price,
-            qty,
-            order.tif,
-            order.expire_ts,
-            order.post_only,
-            order.stp,
-        )
-        self._enter(new, ts, None, 1, ev)
-        return ev
-
-    # -- an arriving order -------------------------------------------------------------------
-    def _enter(self, o: Order, ts: int, budget: int | None, lot: int, ev: list) -> None:
-        price = o.price
-        if price is not None or o.side != BUY:
-            budget = None  # a budget caps market buys only
-        if o.side == BUY:
-            levels, keys, sign = self.asks, self.ask_keys, 1
-            bound = _NO_LIMIT if price is None else price
-        else:
-            levels, keys, sign = self.bids, self.bid_keys, -1
-            bound = 0 if price is None else -price
-        crosses = bool(keys) and keys[0] <= bound
-        if o.post_only and (crosses or price is None):
-            return self._drop(o, ts, POST_ONLY, ev)
-        if o.tif == GTD and o.expire_ts <= ts:
-            return self._drop(o, ts, EXPIRED, ev)
-        if o.tif == FOK and not (
-            crosses and self._fillable(o, levels, keys, sign, bound, budget, lot)
-        ):
-            return self._drop(o, ts, FOK_UNFILLABLE, ev)
-        if crosses:
-            self._take(o, levels, keys, sign, bound, budget, lot, ts, ev)
-            if not o.qty:
-                return None
-        if price is None or o.tif == IOC or o.tif == FOK:
-            return self._drop(o, ts, IOC_REMAINDER, ev)
-        return self._rest(o, ts, ev)
-
-    def _take(self, o, levels, keys, sign, bound, budget, lot, ts, ev) -> None:
-        """Trade o against the opposite side while it crosses; the hot loop."""
-        orders = self.orders
-        oid, account, side = o.id, o.account, o.side
-        guard = o.stp != NONE
-        rem = o.qty
-        seq = self.seq
-        while rem and keys:
-            key = keys[0]
-            if key > bound:
-                break
-            price = key * sign
-            level = levels[price]
-            maker = level[0]
-            while not maker.qty:
-                level.popleft()
-                maker = level[0]
-            if guard and maker.account == account:
-                o.qty, self.seq = rem, seq
-                self._prevent(o, maker, ts, ev)
-                rem, seq = o.qty, self.seq
-                continue
-            mq = maker.qty
-            q = rem if rem < mq else mq
-            if budget is not None:
-                cost = q * price
-                if cost > budget:  # buy only whole lots the rest of the budget pays for
-                    q = budget // price // lot * lot
-                    if q <= 0:
-                        break
-                    cost = q * price
-                budget -= cost
-            mq -= q
-            rem -= q
-            maker.qty = mq
-            seq += 1
-            ev.append(
-                (TRADE, seq, ts, price, q, maker.id, maker.account, oid, account, side, mq, rem)
-            )
-            if not mq:
-                level.popleft()
-                del orders[maker.id]
-                level.live -= 1
-                if not level.live:
-                    del levels[price]
-                    heappop(keys)
-                    while keys and keys[0] * sign not in levels:
-                        heappop(keys)
-        o.qty, self.seq = rem, seq
-
-    def _prevent(self, o: Order, maker: Order, ts: int, ev: list) -> None:
-        """Self-trade prevention, decided by the taker's mode (Coinbase semantics)."""
-        mode = o.stp
-        if mode == CANCEL_OLDEST:
-            self._close(maker, ts, SELF_TRADE, ev)
-        elif mode == CANCEL_NEWEST:
-            self._drop(o, ts, SELF_TRADE, ev)
-        elif mode == CANCEL_BOTH:
-            self._close(maker, ts, SELF_TRADE, ev)
-            self._drop(o, ts, SELF_TRADE, ev)
-        else:  # DECREMENT_AND_CANCEL: the smaller is cancelled, the larger shrinks by as much
-            small = min(maker.qty, o.qty)
-            if maker.qty == small:
-                self._close(maker, ts, SELF_TRADE, ev)
-            else:
-                maker.qty -= small
-                self.seq += 1
-                ev.append(
-                    (
-                        REDUCED,
-                        self.seq,
-                        ts,
-                        maker.id,
-                        maker.account,
-                        maker.side,
-                        maker.price,
-                        small,
-                        maker.qty,
-                    )
-                )
-            if o.qty == small:
-                self._drop(o, ts, SELF_TRADE, ev)
-            else:
-                o.qty -= small
-                self.seq += 1
-                ev.append(
-                    (REDUCED, self.seq, ts, o.id, o.account, o.side, o.price or 0, small, o.qty)
-                )
-
-    def _fillable(self, o, levels, keys, sign, bound, budget, lot) -> bool:
-        """Whether a FOK fills completely now, self-trade prevention and budget included."""
-        need = o.qty
-        own_stops = o.stp in (CANCEL_NEWEST, CANCEL_BOTH, DECREMENT_AND_CANCEL)
-        own_skips = o.stp == CANCEL_OLDEST
-        for key in sorted(k for k in (p * sign for p in levels) if k <= bound):
-            price = key * sign
-            for maker in levels[price]:
-                if not maker.qty:
-                    continue
-                if maker.account == o.account and (own_stops or own_skips):
-                    if own_stops:
-                        return False
-                    continue
-                q = need if need < maker.qty else maker.qty
-                if budget is not None:
-                    if q * price > budget:
-                        return False  # the budget runs out before the order is filled
-                    budget -= q * price
-                need -= q
-                if not need:
-                    return True
-        return False
-
-    # -- book upkeep -------------------------------------------------------------------------
-    def _rest(self, o: Order, ts: int, ev: list) -> None:
-        price = o.price
-        if o.side == BUY:
-            levels, keys, sign = self.bids, self.bid_keys, -1
-        else:
-            levels, keys, sign = self.asks, self.ask_keys, 1
-        level = levels.get(price)
-        if level is None:
-            level = levels[price] = Level()
-            level.live = 0
-            heappush(keys, sign * price)
-            if len(keys) > 2 * len(levels) + 64:  # too many stale keys: rebuild the heap
-                keys[:] = [sign * p for p in levels]
-                heapify(keys)
-        level.append(o)
-        level.live += 1
-        self.orders[o.id] = o
-        self.seq += 1
-        ev.append((RESTED, self.seq, ts, o.id, o.account, o.side, price, o.qty))
-        if o.tif == GTD:
-            self._n += 1
-            heappush(self.expiries, (o.expire_ts, o.id, self._n, o))
-
-    def _close(self, o: Order, ts: int, reason: str, ev: list) -> None:
-        """Take a resting order off the book without trading."""
-        qty = o.qty
-        o.qty = 0
-        del self.orders[o.id]
-        price = o.price
-        if o.side == BUY:
+        # self._close(o, ts, USER, ev), inlined: cancels are half the traffic
+        qty = o[0]
+        o[0] = 0
+        del self.orders[oid]
+        price = o[PRICE]
+        if o[SIDE] == BUY:
             levels, keys, key = self.bids, self.bid_keys, -price
         else:
             levels, keys, key = self.asks, self.ask_keys, price
@@ -396,26 +192,278 @@ class Book:
                 sign = -1 if key < 0 else 1
                 while keys and keys[0] * sign not in levels:
                     heappop(keys)
-        elif len(level) > 2 * level.live + 16:  # many dead orders: compact the deque
-            live = [x for x in level if x.qty]
-            level.clear()
-            level.extend(live)
+        elif len(level) > 2 * level.live + 16:
+            self._compact(level)
         self.seq += 1
-        ev.append((CANCELLED, self.seq, ts, o.id, o.account, o.side, price, qty, reason, True))
+        ev.append((CANCELLED, self.seq, ts, oid, o[ACCOUNT], o[SIDE], price, qty, USER, True))
+        return ev
+
+    def reduce(self, ts: int, oid: int, account: str | None, qty: int) -> list[tuple]:
+        """Remove qty from a resting order's open quantity; it keeps its place."""
+        ev: list[tuple] = []
+        if self.expiries and self.expiries[0][0] <= ts:
+            self._expire(ts, ev)
+        order = self.orders.get(oid)
+        if order is None or (account is not None and order[ACCOUNT] != account):
+            ev.append((REJECTED, None, ts, oid, account, None, None, None, "unknown order"))
+        elif qty <= 0:
+            ev.append(
+                (REJECTED, None, ts, oid, account, None, None, None, "quantity must be positive")
+            )
+        elif qty >= order[QTY]:  # reducing to zero (or past it) cancels
+            self._close(order, ts, USER, ev)
+        else:
+            order[QTY] -= qty
+            self.seq += 1
+            ev.append(
+                (
+                    REDUCED,
+                    self.seq,
+                    ts,
+                    oid,
+                    order[ACCOUNT],
+                    order[SIDE],
+                    order[PRICE],
+                    qty,
+                    order[QTY],
+                )
+            )
+        return ev
+
+    def replace(
+        self, ts: int, oid: int, account: str | None, new_oid: int, price: int, qty: int
+    ) -> list[tuple]:
+        """Close oid (REPLACED) and enter new_oid with its terms at a new price and quantity."""
+        ev: list[tuple] = []
+        if self.expiries and self.expiries[0][0] <= ts:
+            self._expire(ts, ev)
+        order = self.orders.get(oid)
+        why = None
+        if order is None or (account is not None and order[ACCOUNT] != account):
+            why = "unknown order"
+        elif qty <= 0:
+            why = "quantity must be positive"
+        elif price is None or price <= 0:
+            why = "price must be positive"
+        elif new_oid in self.orders:
+            why = "duplicate order id"
+        if why is not None:
+            ev.append((REJECTED, None, ts, oid, account, None, None, new_oid, why))
+            return ev
+        self._close(order, ts, REPLACED, ev)
+        new = order[:]  # same account, side, tif, expiry, post-only, stp
+        new[QTY], new[OID], new[PRICE] = qty, new_oid, price
+        self._enter(new, ts, None, 1, ev)
+        return ev
+
+    # -- an arriving order -------------------------------------------------------------------
+    def _enter(self, o: Order, ts: int, budget: int | None, lot: int, ev: list) -> None:
+        price, tif = o[PRICE], o[TIF]
+        if o[SIDE] == BUY:
+            levels, keys, sign = self.asks, self.ask_keys, 1
+            if price is None:
+                bound = _NO_LIMIT
+            else:
+                bound, budget = price, None  # a budget caps market buys only
+        else:
+            levels, keys, sign, budget = self.bids, self.bid_keys, -1, None
+            bound = 0 if price is None else -price
+        if keys and keys[0] <= bound:  # it would take
+            if o[POST_ONLY]:
+                return self._drop(o, ts, POST_ONLY_REASON, ev)
+            if tif == GTD and o[EXPIRE_TS] <= ts:
+                return self._drop(o, ts, EXPIRED, ev)
+            if tif == FOK and not self._fillable(o, levels, sign, bound, budget, lot):
+                return self._drop(o, ts, FOK_UNFILLABLE, ev)
+            self._take(o, levels, keys, sign, bound, budget, lot, ts, ev)
+            if not o[QTY]:
+                return None
+        elif tif != GTC:
+            if price is None and o[POST_ONLY]:
+                return self._drop(o, ts, POST_ONLY_REASON, ev)
+            if tif == GTD and o[EXPIRE_TS] <= ts:
+                return self._drop(o, ts, EXPIRED, ev)
+            if tif == FOK:
+                return self._drop(o, ts, FOK_UNFILLABLE, ev)
+        elif price is None and o[POST_ONLY]:
+            return self._drop(o, ts, POST_ONLY_REASON, ev)
+        if price is None or tif in (IOC, FOK):
+            return self._drop(o, ts, IOC_REMAINDER, ev)
+        # rest (inlined: the commonest path)
+        if sign == 1:
+            levels, keys, key = self.bids, self.bid_keys, -price
+        else:
+            levels, keys, key = self.asks, self.ask_keys, price
+        level = levels.get(price)
+        if level is None:
+            level = self._new_level(levels, keys, key)
+        level.append(o)
+        level.live += 1
+        self.orders[o[OID]] = o
+        self.seq += 1
+        ev.append((RESTED, self.seq, ts, o[OID], o[ACCOUNT], o[SIDE], price, o[QTY]))
+        if tif == GTD:
+            self._n += 1
+            heappush(self.expiries, (o[EXPIRE_TS], o[OID], self._n, o))
+        return None
+
+    def _take(self, o, levels, keys, sign, bound, budget, lot, ts, ev) -> None:
+        """Trade o against the opposite side while it crosses: the hot loop."""
+        orders = self.orders
+        oid, account, side = o[OID], o[ACCOUNT], o[SIDE]
+        guard = o[STP] != NONE
+        rem = o[QTY]
+        seq = self.seq
+        while rem and keys:
+            key = keys[0]
+            if key > bound:
+                break
+            price = key * sign
+            level = levels[price]
+            maker = level[0]
+            while not maker[0]:
+                level.popleft()
+                maker = level[0]
+            if guard and maker[2] == account:  # maker[ACCOUNT]
+                o[QTY], self.seq = rem, seq
+                self._prevent(o, maker, ts, ev)
+                rem, seq = o[QTY], self.seq
+                continue
+            mq = maker[0]
+            q = rem if rem < mq else mq
+            if budget is not None:
+                cost = q * price
+                if cost > budget:  # buy only whole lots the rest of the budget pays for
+                    q = budget // price // lot * lot
+                    if q <= 0:
+                        break
+                    cost = q * price
+                budget -= cost
+            mq -= q
+            rem -= q
+            maker[0] = mq
+            seq += 1
+            ev.append((TRADE, seq, ts, price, q, maker[1], maker[2], oid, account, side, mq, rem))
+            if not mq:
+                level.popleft()
+                del orders[maker[1]]
+                level.live -= 1
+                if not level.live:
+                    del levels[price]
+                    heappop(keys)
+                    while keys and keys[0] * sign not in levels:
+                        heappop(keys)
+        o[QTY], self.seq = rem, seq
+
+    def _prevent(self, o: Order, maker: Order, ts: int, ev: list) -> None:
+        """Self-trade prevention, decided by the taker's mode (Coinbase semantics)."""
+        mode = o[STP]
+        if mode == CANCEL_OLDEST:
+            self._close(maker, ts, SELF_TRADE, ev)
+        elif mode == CANCEL_NEWEST:
+            self._drop(o, ts, SELF_TRADE, ev)
+        elif mode == CANCEL_BOTH:
+            self._close(maker, ts, SELF_TRADE, ev)
+            self._drop(o, ts, SELF_TRADE, ev)
+        else:  # DECREMENT_AND_CANCEL: the smaller is cancelled, the larger shrinks by as much
+            small = min(maker[QTY], o[QTY])
+            if maker[QTY] == small:
+                self._close(maker, ts, SELF_TRADE, ev)
+            else:
+                maker[QTY] -= small
+                self._reduced(maker, maker[PRICE], small, ts, ev)
+            if o[QTY] == small:
+                self._drop(o, ts, SELF_TRADE, ev)
+            else:
+                o[QTY] -= small
+                self._reduced(o, o[PRICE] or 0, small, ts, ev)  # price 0: a market order
+
+    def _reduced(self, o: Order, price: int, qty: int, ts: int, ev: list) -> None:
+        self.seq += 1
+        ev.append((REDUCED, self.seq, ts, o[OID], o[ACCOUNT], o[SIDE], price, qty, o[QTY]))
+
+    def _fillable(self, o, levels, sign, bound, budget, lot) -> bool:
+        """Whether a FOK fills completely now: whether it would, as an IOC, trade it all."""
+        need = o[QTY]
+        mode = o[STP]
+        for key in sorted(k for k in (p * sign for p in levels) if k <= bound):
+            price = key * sign
+            for maker in levels[price]:
+                if not maker[QTY]:
+                    continue
+                if mode != NONE and maker[ACCOUNT] == o[ACCOUNT]:
+                    if mode == CANCEL_OLDEST:
+                        continue  # the maker would be cancelled, the taker goes on
+                    return False  # the taker would be cancelled or decremented
+                q = need if need < maker[QTY] else maker[QTY]
+                if budget is not None:
+                    if q * price > budget:
+                        return False  # the budget runs out before the order is filled
+                    budget -= q * price
+                need -= q
+                if not need:
+                    return True
+        return False
+
+    # -- book upkeep -------------------------------------------------------------------------
+    @staticmethod
+    def _new_level(levels: dict, keys: list, key: int) -> Level:
+        price = -key if key < 0 else key
+        level = levels[price] = Level()
+        level.live = 0
+        heappush(keys, key)
+        if len(keys) > 2 * len(levels) + 64:  # too many stale keys: rebuild the heap
+            sign = -1 if key < 0 else 1
+            keys[:] = [sign * p for p in levels]
+            heapify(keys)
+        return level
+
+    def _close(self, o: Order, ts: int, reason: str, ev: list) -> None:
+        """Take a resting order off the book without trading."""
+        qty = o[QTY]
+        o[QTY] = 0
+        del self.orders[o[OID]]
+        price = o[PRICE]
+        if o[SIDE] == BUY:
+            levels, keys, key = self.bids, self.bid_keys, -price
+        else:
+            levels, keys, key = self.asks, self.ask_keys, price
+        level = levels[price]
+        level.live -= 1
+        if not level.live:
+            del levels[price]
+            if keys[0] == key:
+                heappop(keys)
+                sign = -1 if key < 0 else 1
+                while keys and keys[0] * sign not in levels:
+                    heappop(keys)
+        elif len(level) > 2 * level.live + 16:
+            self._compact(level)
+        self.seq += 1
+        ev.append((CANCELLED, self.seq, ts, o[OID], o[ACCOUNT], o[SIDE], price, qty, reason, True))
+
+    @staticmethod
+    def _compact(level: Level) -> None:
+        """Drop the dead orders of a level that holds many (cancels leave them behind)."""
+        live = [x for x in level if x[QTY]]
+        level.clear()
+        level.extend(live)
 
     def _drop(self, o: Order, ts: int, reason: str, ev: list) -> None:
         """Cancel what is left of an arriving order that never rested."""
-        qty = o.qty
-        o.qty = 0
+        qty = o[QTY]
+        o[QTY] = 0
         self.seq += 1
-        ev.append((CANCELLED, self.seq, ts, o.id, o.account, o.side, o.price, qty, reason, False))
+        ev.append(
+            (CANCELLED, self.seq, ts, o[OID], o[ACCOUNT], o[SIDE], o[PRICE], qty, reason, False)
+        )
 
     def _expire(self, ts: int, ev: list) -> None:
         """Cancel resting GTD orders whose expire_ts <= ts, earliest (then lowest id) first."""
         expiries = self.expiries
         while expiries and expiries[0][0] <= ts:
             order = heappop(expiries)[3]
-            if order.qty:
+            if order[QTY]:
                 self._close(order, ts, EXPIRED, ev)
 
     # -- views, snapshot, hash ---------------------------------------------------------------
@@ -429,19 +477,19 @@ class Book:
         """Live orders of one side, best price first, then time priority."""
         levels = self.bids if side == BUY else self.asks
         prices = sorted(levels, reverse=side == BUY)
-        return [o for p in prices for o in levels[p] if o.qty]
+        return [o for p in prices for o in levels[p] if o[QTY]]
 
     def depth(self, side: str) -> list[tuple[int, int]]:
         """(price, total open quantity) per level, best first."""
         levels = self.bids if side == BUY else self.asks
         prices = sorted(levels, reverse=side == BUY)
-        return [(p, sum(o.qty for o in levels[p])) for p in prices]
+        return [(p, sum(o[QTY] for o in levels[p])) for p in prices]
 
     def state(self) -> dict:
         """Everything that decides future events, in a canonical order."""
         return {
             "seq": self.seq,
-            "orders": [o.terms() for side in (BUY, SELL) for o in self.resting(side)],
+            "orders": [terms(o) for side in (BUY, SELL) for o in self.resting(side)],
         }
 
     def state_hash(self) -> str:
@@ -450,10 +498,19 @@ class Book:
     @classmethod
     def from_state(cls, symbol: str, state: dict) -> Book:
         book = cls(symbol)
-        book.seq = state["seq"]
-        ev: list[tuple] = []
-        for terms in state["orders"]:
-            book._rest(Order(*terms), 0, ev)
+        for t in state["orders"]:  # resting them again in order rebuilds time priority
+            o = from_terms(t)
+            if o[SIDE] == BUY:
+                levels, keys, key = book.bids, book.bid_keys, -o[PRICE]
+            else:
+                levels, keys, key = book.asks, book.ask_keys, o[PRICE]
+            level = levels.get(o[PRICE]) or book._new_level(levels, keys, key)
+            level.append(o)
+            level.live += 1
+            book.orders[o[OID]] = o
+            if o[TIF] == GTD:
+                book._n += 1
+                heappush(book.expiries, (o[EXPIRE_TS], o[OID], book._n, o))
         book.seq = state["seq"]
         return book
 
@@ -497,11 +554,29 @@ class Exchange:
             book = self.books[symbol] = Book(symbol)
         return book
 
-    def place(self, symbol: str, *args, **kwargs) -> list[tuple]:
-        return self.book(symbol).place(*args, **kwargs)
+    def place(
+        self,
+        symbol: str,
+        ts: int,
+        oid: int,
+        account: str,
+        side: str,
+        price: int | None,
+        qty: int,
+        tif: str = GTC,
+        expire_ts: int | None = None,
+        post_only: bool = False,
+        stp: str = NONE,
+        budget: int | None = None,
+        lot: int = 1,
+    ) -> list[tuple]:
+        book = self.books.get(symbol) or self.book(symbol)
+        return book.place(
+            ts, oid, account, side, price, qty, tif, expire_ts, post_only, stp, budget, lot
+        )
 
     def cancel(self, symbol: str, ts: int, oid: int, account: str | None = None) -> list[tuple]:
-        return self.book(symbol).cancel(ts, oid, account)
+        return (self.books.get(symbol) or self.book(symbol)).cancel(ts, oid, account)
 
     def reduce(self, symbol: str, ts: int, oid: int, account: str | None, qty: int) -> list[tuple]:
         return self.book(symbol).reduce(ts, oid, account, qty)

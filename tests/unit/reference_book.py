@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from services.matcher.state import Book
+from services.matcher.state import OID, PRICE, QTY, SIDE, Book
 
 BUY, SELL = "BUY", "SELL"
 
@@ -361,14 +361,15 @@ def check_invariants(book: Book) -> None:
         (SELL, book.asks, book.ask_keys, 1),
     ):
         for price, level in levels.items():
-            live = [o for o in level if o.qty]
+            live = [o for o in level if o[QTY]]
             assert live, f"empty level {side} {price}"
             assert level.live == len(live), f"live count {side} {price}"
             for o in live:
-                assert o.qty > 0 and o.price == price and o.side == side
-                assert book.orders.get(o.id) is o, f"index lost order {o.id}"
-                assert o.id not in seen, f"order {o.id} twice"
-                seen[o.id] = o
+                assert o[QTY] > 0 and o[PRICE] == price and o[SIDE] == side
+                assert book.orders.get(o[OID]) is o, f"index lost order {o[OID]}"
+                assert o[OID] not in seen, f"order {o[OID]} twice"
+                seen[o[OID]] = o
+        assert all(o[QTY] >= 0 for level in levels.values() for o in level)
         assert set(levels) <= {sign * k for k in keys}, f"{side} level missing from heap"
         if levels:
             best = max(levels) if side == BUY else min(levels)

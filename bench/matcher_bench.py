@@ -1,0 +1,137 @@
+"""Matcher throughput: the pure core alone, and the service through Kafka with exactly-once.
+
+The mixed stream keeps about 1,000 resting orders per side around a fixed mid price: passive adds,
+cancels of live orders, small IOCs that cross, and crossing limit orders that take and rest.
+`run(env)` returns the figures `python -m bench matcher_bench` records.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import random
+import statistics
+import sys
+import time
+
+from services.matcher.state import BUY, SELL, Book, Exchange
+
+MID = 1_000_000  # 100.0000 in price units
+TICK = 100  # 0.01
+SYMBOL = "BENCH"
+
+
+def mixed_stream(n: int, seed: int = 1, depth: int = 1000) -> tuple[list[tuple], list[tuple]]:
+    """(warm-up that builds the book, n mixed commands). Each command is (op, args)."""
+    rng = random.Random(seed)
+    exchange = Exchange()
+    live: list[int] = []  # ids that may still rest (dead ones get dropped when picked)
+    next_id = 1
+    ts = 1_700_000_000_000_000
+
+    def add(out: list, side: str, price: int, qty: int, tif: str = "GTC") -> None:
+        nonlocal next_id
+        args = (SYMBOL, ts, next_id, f"acct{rng.randrange(50)}", side, price, qty, tif)
+        out.append(("place", args))
+        for event in exchange.place(*args):
+            if event[0] == "rested":
+                live.append(event[3])
+        next_id += 1
+
+    warm: list[tuple] = []
+    for _ in range(depth):
+        add(warm, BUY, MID - TICK * rng.randint(1, 60), 100 * rng.randint(1, 10))
+        add(warm, SELL, MID + TICK * rng.randint(1, 60), 100 * rng.randint(1, 10))
+    book = exchange.books[SYMBOL]
+    stream: list[tuple] = []
+    while len(stream) < n:
+        ts += rng.randint(1, 50)
+        roll = rng.random()
+        side = BUY if rng.random() < 0.5 else SELL
+        sign = -1 if side == BUY else 1
+        if roll < 0.80 and len(book.orders) < 2 * depth:  # passive add
+            add(stream, side, MID + sign * TICK * rng.randint(1, 60), 100 * rng.randint(1, 10))
+        elif roll < 0.80:  # cancel a live order (swap-remove keeps the pick O(1))
+            while live:
+                i = rng.randrange(len(live))
+                oid = live[i]
+                live[i] = live[-1]
+                live.pop()
+                if oid in book.orders:
+                    args = (SYMBOL, ts, oid)
+                    stream.append(("cancel", args))
+                    exchange.cancel(*args)
+                    break
+        elif roll < 0.92:  # small IOC through the touch
+            add(stream, side, MID - sign * TICK * rng.randint(0, 3), 100 * rng.randint(1, 5), "IOC")
+        else:  # crossing limit order: takes a little, rests the rest
+            add(stream, side, MID - sign * TICK * rng.randint(0, 2), 100 * rng.randint(2, 12))
+    return warm, stream
+
+
+def _replay(commands: list[tuple], exchange: Exchange) -> int:
+    """What the service does per decoded command: find the book, call the command."""
+    methods = {"place": Book.place, "cancel": Book.cancel}
+    book = exchange.book
+    events = 0
+    for op, args in commands:
+        events += len(methods[op](book(args[0]), *args[1:]))
+    return events
+
+
+def core_rate(n: int = 300_000, runs: int = 5) -> dict:
+    warm, stream = mixed_stream(n)
+    rates, wall = [], []
+    for _ in range(runs):
+        exchange = Exchange()
+        _replay(warm, exchange)
+        started, cpu = time.perf_counter(), time.process_time()
+        events = _replay(stream, exchange)
+        # CPU time: the machine is shared, and "on one core" means per CPU-second
+        rates.append(n / (time.process_time() - cpu))
+        wall.append(n / (time.perf_counter() - started))
+    book = exchange.books[SYMBOL]
+    ops = {op: sum(1 for c in stream if c[0] == op) for op in ("place", "cancel")}
+    return {
+        "commands": n,
+        "runs": runs,
+        "commands_per_s_median": round(statistics.median(rates)),
+        "commands_per_s_all": [round(r) for r in rates],
+        "commands_per_wall_s_median": round(statistics.median(wall)),
+        "events_per_command": round(events / n, 2),
+        "mix": ops,
+        "resting_after": {"bids": len(book.resting(BUY)), "asks": len(book.resting(SELL))},
+    }
+
+
+def core_profile(n: int = 100_000, top: int = 12) -> list[str]:
+    warm, stream = mixed_stream(n, seed=2)
+    exchange = Exchange()
+    _replay(warm, exchange)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    _replay(stream, exchange)
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out).sort_stats("tottime")
+    stats.print_stats(top)
+    lines = [line.rstrip() for line in out.getvalue().splitlines() if line.strip()]
+    start = next(i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls"))
+    return lines[start : start + top + 1]
+
+
+def run(env) -> dict:
+    figures = {"core": core_rate(), "core_profile_tottime": core_profile()}
+    if env is not None:
+        from bench.matcher_service_bench import service_rate
+
+        figures["service"] = service_rate(env)
+    return figures
+
+
+if __name__ == "__main__":  # core only, no broker: python -m bench.matcher_bench
+    import json
+
+    json.dump(run(None), sys.stdout, indent=1)
+    print()
