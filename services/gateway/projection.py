@@ -54,12 +54,9 @@ class Projection:
         self.applied: dict[int, int] = {}  # account.events partition -> next offset applied
         self._changed = asyncio.Event()
         self._listener: asyncio.Task | None = None
-        self.has_key_hash = False
 
     async def start(self) -> None:
         await self.pool.open(wait=True, timeout=30)
-        self.has_key_hash = await self._has_column("accounts", "api_key_hash")
-        await self._refresh()
         self._listener = asyncio.create_task(self._listen(), name="projection-listener")
 
     async def stop(self) -> None:
@@ -70,16 +67,22 @@ class Projection:
 
     # -- applied offsets -----------------------------------------------------------------------
     async def _refresh(self) -> None:
-        rows = await self.rows(
-            "SELECT partition, max(next_offset) AS next_offset FROM applied_offsets "
-            "WHERE topic = %s GROUP BY partition",
-            (self.accounts_topic,),
-        )
+        try:
+            rows = await self._offsets()
+        except psycopg.errors.UndefinedTable:  # the projector has not made its tables yet
+            return
         fresh = {r["partition"]: r["next_offset"] for r in rows}
         if fresh != self.applied:
             self.applied = fresh
             self._changed.set()
             self._changed = asyncio.Event()
+
+    async def _offsets(self) -> list[Row]:
+        return await self.rows(
+            "SELECT partition, max(next_offset) AS next_offset FROM applied_offsets "
+            "WHERE topic = %s GROUP BY partition",
+            (self.accounts_topic,),
+        )
 
     async def _listen(self) -> None:
         """Refresh on every NOTIFY, and every half second in case one was missed."""
@@ -126,15 +129,6 @@ class Projection:
         found = await self.rows(sql, params)
         return found[0] if found else None
 
-    async def _has_column(self, table: str, column: str) -> bool:
-        return bool(
-            await self.row(
-                "SELECT 1 FROM information_schema.columns "
-                "WHERE table_schema = %s AND table_name = %s AND column_name = %s",
-                (SCHEMA, table, column),
-            )
-        )
-
     async def account_exists(self, account: str) -> bool:
         return bool(await self.row("SELECT 1 FROM accounts WHERE account_id = %s", (account,)))
 
@@ -142,8 +136,6 @@ class Projection:
         return bool(await self.row("SELECT 1 FROM symbols WHERE symbol = %s", (symbol,)))
 
     async def account_for_key(self, key_hash: str) -> str | None:
-        if not self.has_key_hash:
-            return None
         found = await self.row(
             "SELECT account_id FROM accounts WHERE api_key_hash = %s", (key_hash,)
         )
