@@ -16,7 +16,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -38,6 +38,9 @@ class Event:
     record: dict[str, Any]
     partition: int
     offset: int
+    # decisions about the same account under the same command id that came before the answer
+    # (a replace's new OrderAccepted)
+    earlier: tuple[Event, ...] = ()
 
     @property
     def key(self) -> str:
@@ -118,6 +121,7 @@ class Bus:
         self.commands_topic = settings.topic("ledger.commands")
         self.producer = Producer(producer_config(settings, None, **{"linger.ms": 1}))
         self._pending: dict[str, tuple[Command, asyncio.Future]] = {}
+        self._earlier: dict[str, list[Event]] = {}
         self.account_subscribers: dict[str, set[Subscriber]] = defaultdict(set)
         self.market_subscribers: dict[str, set[Subscriber]] = defaultdict(set)
         self.listeners: list[Subscriber] = []  # every decision (caches)
@@ -195,6 +199,7 @@ class Bus:
 
     def forget(self, command: Command) -> None:
         self._pending.pop(command.command_id, None)
+        self._earlier.pop(command.command_id, None)
 
     async def decision(self, command: Command, future: asyncio.Future) -> Event:
         try:
@@ -226,8 +231,11 @@ class Bus:
             entry = self._pending.get(command_id)
             if entry is not None and answers(entry[0], event.name, event.record):
                 del self._pending[command_id]
+                earlier = tuple(self._earlier.pop(command_id, ()))
                 if not entry[1].done():
-                    entry[1].set_result(event)
+                    entry[1].set_result(replace(event, earlier=earlier))
+            elif entry is not None and event.key == entry[0].key:
+                self._earlier.setdefault(command_id, []).append(event)
             for subscriber in list(self.account_subscribers.get(event.key, ())):
                 subscriber(event)
 

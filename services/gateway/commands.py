@@ -121,8 +121,10 @@ def reduce_order(stamp: Stamp, account: str, order_id: int, qty: int) -> Command
 
 
 def replace_order(stamp: Stamp, account: str, order_id: int, price: int, qty: int) -> Command:
+    # done when the matcher has closed the old order (REPLACED); the new order's OrderAccepted
+    # comes before that, under the same command id
     return _command(
-        stamp, "ReplaceOrder", account, "OrderAccepted", order_id=order_id, price=price, qty=qty
+        stamp, "ReplaceOrder", account, "OrderClosed", order_id=order_id, price=price, qty=qty
     )
 
 
@@ -132,7 +134,5 @@ def answers(command: Command, name: str, record: dict[str, Any]) -> bool:
     if name not in command.answers or record["envelope"]["key"] != command.key:
         return False
     if "order_id" in command.record and "order_id" in record and name != REJECTED:
-        if command.name == LEDGER + "ReplaceOrder":
-            return record.get("replaces") == command.record["order_id"]
         return record["order_id"] == command.record["order_id"]
     return True

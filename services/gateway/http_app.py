@@ -224,7 +224,9 @@ def create_app(exchange: Exchange, settings: GatewaySettings) -> FastAPI:
         price, qty = m.price(body.price), m.qty(body.qty)
         await own_order(caller, order_id)
         command = cmd.replace_order(exchange.stamp(), caller.account, order_id, price, qty)
-        return _decision(await write(command, caller.session))
+        closed = await write(command, caller.session)
+        accepted = [e for e in closed.earlier if e.name.endswith("OrderAccepted")]
+        return _decision(accepted[-1] if accepted else closed)
 
     @app.get("/executions", response_model=list[m.Execution], tags=["orders"])
     async def executions(

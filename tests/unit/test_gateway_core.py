@@ -54,8 +54,9 @@ def test_a_decision_answers_only_its_own_account_and_order():
     assert cmd.answers(cancel, closed, {"envelope": env("1"), "order_id": 3})
     assert not cmd.answers(cancel, closed, {"envelope": env("1"), "order_id": 4})
     replace = cmd.replace_order(STAMP, "1", 3, 1, 1)
-    assert cmd.answers(replace, accepted, {"envelope": env("1"), "order_id": 7, "replaces": 3})
-    assert not cmd.answers(replace, closed, {"envelope": env("1"), "order_id": 3})
+    assert not cmd.answers(replace, accepted, {"envelope": env("1"), "order_id": 7, "replaces": 3})
+    assert cmd.answers(replace, closed, {"envelope": env("1"), "order_id": 3})
+    assert not cmd.answers(replace, closed, {"envelope": env("1"), "order_id": 7})
 
 
 def test_token_bucket_refills_at_its_rate_up_to_its_burst():
