@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common.money import format_cash, format_price, format_qty
 
@@ -27,6 +28,7 @@ from .ws import add_streams
 ERRORS = {
     code: {"model": m.ErrorBody, "description": text}
     for code, text in {
+        400: "Unreadable body (not JSON)",
         401: "Missing or unknown API key",
         403: "The key may not do this",
         404: "Not found (another account's order is not found either)",
@@ -312,6 +314,11 @@ def _install_errors(app: FastAPI) -> None:
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         body = m.ErrorBody(error=exc.message, command_id=exc.command_id)
         return JSONResponse(body.model_dump(), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        body = {"error": str(exc.detail), "command_id": None}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(m.InvalidRequest)
     async def invalid(_: Request, exc: m.InvalidRequest) -> JSONResponse:
