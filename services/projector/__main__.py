@@ -22,18 +22,21 @@ from . import audit, schema, service
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.projector", description=__doc__)
     parser.add_argument("command", choices=["serve", "rebuild", "audit", "migrate"])
+    parser.add_argument("--batch-records", type=int, help="most records per transaction")
+    parser.add_argument("--batch-seconds", type=float, help="longest wait to fill a batch")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = Settings()
     if args.command == "serve":
         serve_metrics(settings)
-        projector = service.Projector(settings)
+        sizes = {"batch_records": args.batch_records, "batch_seconds": args.batch_seconds}
+        projector = service.Projector(settings, **{k: v for k, v in sizes.items() if v})
         signal.signal(signal.SIGTERM, projector.stop)
         signal.signal(signal.SIGINT, projector.stop)
         projector.serve()
         return 0
     if args.command == "rebuild":
-        service.rebuild(settings)
+        service.rebuild(settings, batch_records=args.batch_records or 20_000)
         return 0
     if args.command == "audit":
         passed, lines = audit.audit(settings.database_url)

@@ -212,7 +212,8 @@ class Folder:
 
     # -- account.events -----------------------------------------------------------------------
     def account_created(self, e: Event, account: str, ts: int, r: dict) -> None:
-        self.batch.accounts.append((account, r["balance"], ts, r["envelope"]["command_id"]))
+        command_id, key_hash = r["envelope"]["command_id"], r["api_key_hash"]
+        self.batch.accounts.append((account, r["balance"], ts, command_id, key_hash))
         self._balance(account, ts, r["balance"], 0)
         self._audit(e, "CreateAccount", CASH, account, funds=r["balance"], action="add")
 

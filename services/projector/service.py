@@ -1,15 +1,21 @@
 """The projector's shell: Kafka in, one PostgreSQL transaction per batch out.
 
 A plain consumer (read_committed, no Kafka commits: PostgreSQL holds the offsets) reads
-account.events and market.events. Each batch (by count or time) is decoded, folded by
-``rows.fold`` and written with its offsets by ``store.apply``; on assignment every partition is
-sought to the offset stored in PostgreSQL. ``rebuild`` runs the same steps over every partition
-from offset zero into a side schema and swaps it in once it reaches the end of the log.
+account.events and market.events. Each batch (by count or time) is decoded and folded by
+``rows.fold`` on this thread, then written with its offsets by ``store.apply`` on a writer thread,
+so PostgreSQL works on one batch while Python prepares the next. Batches are written in order;
+if one fails or is fenced, the writer drops everything queued after it (each later batch would be
+fenced anyway: its start offsets were never stored) and the consumer re-seeks every partition to
+the offsets PostgreSQL holds. On assignment partitions are sought to those offsets too.
+``rebuild`` runs the same steps over every partition from offset zero into a side schema and swaps
+it in once it reaches the end of the log.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Sequence
 
@@ -22,16 +28,89 @@ from services.common.kafka import consumer_config
 from services.common.metrics import ProcessorMetrics
 
 from . import schema, store
-from .rows import ACCOUNT, MARKET, Event, fold
+from .rows import ACCOUNT, MARKET, Batch, Event, fold
 
 log = logging.getLogger(__name__)
 
 GROUP = "projector"
 MAX_DB_FAILURES = 5  # consecutive failed batches before the process gives up
+Key = tuple[str, int]  # (topic, partition)
 
 
 class ProjectorError(RuntimeError):
     """The projector cannot go on (undecodable record, database keeps failing)."""
+
+
+class Writer(threading.Thread):
+    """Applies batches in order on its own connection. After a failure it skips what is queued
+    until the consumer has re-sought and calls `resume`."""
+
+    def __init__(self, settings: Settings, target: str, group: str, notify: bool) -> None:
+        super().__init__(name="projector-writer", daemon=True)
+        self.settings, self.target, self.group, self.notify = settings, target, group, notify
+        self.jobs: queue.Queue = queue.Queue(maxsize=2)
+        self.failure: str | None = None
+        self.failures = 0
+        self.metrics = ProcessorMetrics(GROUP)
+        self.conn = self._connect()
+
+    def _connect(self) -> psycopg.Connection:
+        conn = schema.connect(self.settings.database_url, self.target)
+        # Rows and offsets commit or vanish together, so a commit lost in a database crash is
+        # re-applied from the stored offsets: waiting for the WAL flush buys nothing here.
+        conn.execute("SET synchronous_commit = off")
+        return conn
+
+    def submit(self, spans: list[store.Span], batch: Batch, records: int) -> None:
+        self.jobs.put((spans, batch, records))
+
+    def sync(self) -> None:
+        """Return once everything submitted so far is written (or skipped)."""
+        if not self.is_alive():
+            return
+        done = threading.Event()
+        self.jobs.put(done)
+        done.wait()
+
+    def resume(self) -> None:
+        self.failure = None
+
+    def close(self) -> None:
+        if self.is_alive():
+            self.jobs.put(None)
+            self.join(60)
+        self.conn.close()
+
+    def run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            if isinstance(job, threading.Event):
+                job.set()
+            elif self.failure is None:
+                try:
+                    self._write(*job)
+                except Exception as exc:  # a bug: stop applying, let the consumer thread raise
+                    log.exception("writer failed")
+                    self.failure, self.failures = f"bug: {exc!r}", MAX_DB_FAILURES
+
+    def _write(self, spans: list[store.Span], batch: Batch, records: int) -> None:
+        started = time.perf_counter()
+        try:
+            if self.conn.broken:
+                self.conn = self._connect()
+            fenced = store.apply(self.conn, self.group, spans, batch, notify=self.notify)
+        except psycopg.Error as exc:
+            self.failures += 1
+            self.failure = f"database: {exc}"
+            self.metrics.aborts.inc()
+            return
+        if fenced is not None:
+            self.failure = "another writer moved the applied offsets"
+            self.metrics.aborts.inc()
+            return
+        self.failures = 0
+        self.metrics.batches.inc()
+        self.metrics.records_in.inc(records)
+        self.metrics.commit_seconds.observe(time.perf_counter() - started)
 
 
 class Projector:
@@ -48,27 +127,28 @@ class Projector:
         self.target = target
         self.batch_records = batch_records
         self.batch_seconds = batch_seconds
-        self.notify = notify
         self.group = settings.topic_prefix + GROUP
         self.sources = {
             settings.topic("account.events"): ACCOUNT,
             settings.topic("market.events"): MARKET,
         }
         self.codec = Codec()
-        self.metrics = ProcessorMetrics(GROUP)
-        self.conn = schema.connect(settings.database_url, target)
-        self.expected: dict[tuple[str, int], int] = {}  # next offset per owned partition
+        self.conn = schema.connect(settings.database_url, target)  # reads offsets
+        self.writer = Writer(settings, target, self.group, notify)
+        self.position: dict[Key, int] = {}  # next offset to fold, per owned partition
         self.consumer: Consumer | None = None
-        self.failures = 0
+        self.submitted = 0  # records handed to the writer
+        self.reseeks = 0  # times the writer failed and the consumer went back
         self._stopping = False
 
     def stop(self, *_: object) -> None:
         self._stopping = True
 
     def close(self) -> None:
-        if self.consumer is not None:
+        if self.consumer is not None:  # first: leaving the group syncs the writer (on_revoke)
             self.consumer.close()
             self.consumer = None
+        self.writer.close()
         self.conn.close()
 
     # -- serve ----------------------------------------------------------------------------------
@@ -77,6 +157,7 @@ class Projector:
         applied = schema.migrate(self.conn, self.target)
         if applied:
             log.info("migrations applied: %s", ", ".join(applied))
+        self.writer.start()
         self.consumer = Consumer(consumer_config(self.settings, GROUP))
         self.consumer.subscribe(
             list(self.sources),
@@ -87,62 +168,53 @@ class Projector:
         try:
             while not self._stopping:
                 records = self.consumer.consume(self.batch_records, self.batch_seconds)
-                if records:
-                    self.step(records)
+                self.step(records)
+            self.writer.sync()
+            self._check_writer()
         finally:
             self.close()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.writer.sync()  # whatever was in flight is written before positions are re-read
         stored = store.stored_offsets(
             self.conn, self.group, [(p.topic, p.partition) for p in partitions]
         )
-        self.expected.update(stored)
+        self.position.update(stored)
         consumer.assign([TopicPartition(t, p, o) for (t, p), o in sorted(stored.items())])
         self.settings.mark_ready(GROUP)
         log.info("assigned %s", ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(stored.items())))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.writer.sync()  # finish what we folded while we still own it
         for p in partitions:
-            self.expected.pop((p.topic, p.partition), None)
+            self.position.pop((p.topic, p.partition), None)
 
     # -- one batch -------------------------------------------------------------------------------
     def step(self, records: Sequence) -> int:
-        """Apply one batch of consumed records; returns how many were applied."""
+        """Fold one batch of consumed records and hand it to the writer; returns its size."""
+        self._check_writer()
         events, spans = self._decode(records)
         if not spans:
             return 0
-        started = time.perf_counter()
         batch = fold(events)
-        try:
-            fenced = store.apply(self.conn, self.group, spans, batch, notify=self.notify)
-        except psycopg.Error as exc:
-            self._db_failed(exc)
-            return 0
-        self.failures = 0
-        if fenced is not None:
-            log.warning("another writer moved the applied offsets; re-seeking")
-            self.metrics.aborts.inc()
-            self._seek(fenced)
-            return 0
-        for span in spans:
-            self.expected[(span.topic, span.partition)] = span.next
         if batch.unknown:
             log.warning("%d records of types this version does not project", batch.unknown)
-        self.metrics.batches.inc()
-        self.metrics.records_in.inc(len(events))
-        self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        self.writer.submit(spans, batch, len(events))
+        for span in spans:
+            self.position[(span.topic, span.partition)] = span.next
+        self.submitted += len(events)
         return len(events)
 
     def _decode(self, records: Sequence) -> tuple[list[Event], list[store.Span]]:
-        decode, sources, expected = self.codec.decode, self.sources, self.expected
+        decode, sources, position = self.codec.decode, self.sources, self.position
         events: list[Event] = []
-        ranges: dict[tuple[str, int], list[int]] = {}
+        ranges: dict[Key, list[int]] = {}
         for record in records:
             if record.error() is not None:
                 self._record_error(record.error())
                 continue
             key = (record.topic(), record.partition())
-            start = expected.get(key)
+            start = position.get(key)
             offset = record.offset()
             if start is None or offset < start:  # revoked, or from before a seek
                 continue
@@ -166,53 +238,60 @@ class Projector:
             raise ProjectorError(str(error))
         log.warning("consumer: %s", error)
 
-    def _db_failed(self, exc: psycopg.Error) -> None:
-        self.failures += 1
-        self.metrics.aborts.inc()
-        log.error("batch not applied (%d in a row): %s", self.failures, exc)
-        if self.failures >= MAX_DB_FAILURES:
-            raise ProjectorError(f"database keeps failing: {exc}") from exc
-        time.sleep(0.5 * self.failures)
-        if self.conn.closed or self.conn.broken:
+    def _check_writer(self) -> None:
+        """After a failed or fenced batch: drain, then continue from the stored offsets."""
+        if self.writer.failure is None:
+            return
+        self.reseeks += 1
+        self.writer.sync()
+        log.warning("batch not applied (%s); re-seeking to the stored offsets", self.writer.failure)
+        if self.writer.failures >= MAX_DB_FAILURES:
+            raise ProjectorError(f"giving up after {self.writer.failures} failed batches")
+        time.sleep(0.2 * self.writer.failures)
+        if self.conn.broken:
             self.conn = schema.connect(self.settings.database_url, self.target)
-        self._seek(store.stored_offsets(self.conn, self.group, list(self.expected)))
-
-    def _seek(self, stored: dict[tuple[str, int], int]) -> None:
-        """Continue every owned partition from the offsets PostgreSQL holds."""
-        for key in list(self.expected):
-            offset = stored.get(key)
-            if offset is None:
-                offset = store.stored_offsets(self.conn, self.group, [key])[key]
-            self.expected[key] = offset
+        stored = store.stored_offsets(self.conn, self.group, list(self.position))
+        for key, offset in stored.items():
+            self.position[key] = offset
             self.consumer.seek(TopicPartition(key[0], key[1], offset))
+        self.writer.resume()
 
     # -- rebuild --------------------------------------------------------------------------------
     def catch_up(self) -> int:
         """Apply every partition of both topics from the stored offsets to the end of the log."""
+        self.writer.start()
         self.consumer = Consumer(
             consumer_config(self.settings, None, **{"enable.partition.eof": True})
         )
-        starts = []
+        keys = []
         for topic in self.sources:
             meta = self.consumer.list_topics(topic, 10).topics[topic]
-            starts += [(topic, p) for p in meta.partitions]
-        stored = store.stored_offsets(self.conn, self.group, starts)
-        self.expected.update(stored)
+            keys += [(topic, p) for p in meta.partitions]
+        stored = store.stored_offsets(self.conn, self.group, keys)
+        self.position.update(stored)
         self.consumer.assign(
             [TopicPartition(t, p, o or OFFSET_BEGINNING) for (t, p), o in stored.items()]
         )
-        pending, applied = set(stored), 0
-        while pending and not self._stopping:
+        pending, reseeks = set(stored), self.reseeks
+        while not self._stopping:
+            if not pending:  # every partition at its end: done once all of it is written
+                self.writer.sync()
+                self._check_writer()
+                if self.reseeks == reseeks:
+                    break
+            if self.reseeks != reseeks:  # went back: every partition must reach its end again
+                pending, reseeks = set(stored), self.reseeks
             records = self.consumer.consume(self.batch_records, self.batch_seconds)
             for record in records:
-                key = (record.topic(), record.partition())
                 error = record.error()
-                if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                    pending.discard(key)
-                elif error is None:
-                    pending.add(key)
-            applied += self.step(records) if records else 0
-        return applied
+                if error is None:
+                    pending.add((record.topic(), record.partition()))
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard((record.topic(), record.partition()))
+            self.step(records)
+        if self._stopping:
+            raise ProjectorError("stopped before reaching the end of the log")
+        return self.submitted
 
 
 def rebuild(settings: Settings, *, batch_records: int = 20_000) -> int:

@@ -36,7 +36,7 @@ COPIES = {
     "executions": "order_id, seq, symbol, account_id, side, price, qty, role, ts, command_id",
     "trades": "symbol, seq, price, qty, maker_order_id, taker_order_id, taker_side, ts, command_id",
     "orders": ORDER_COLUMNS,
-    "accounts": "account_id, initial_balance, created_ts, command_id",
+    "accounts": "account_id, initial_balance, created_ts, command_id, api_key_hash",
 }
 
 UPDATE_ORDERS = """

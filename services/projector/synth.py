@@ -8,6 +8,7 @@ projector's tests, not a second ledger: it has no partitions, snapshots or idemp
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -85,7 +86,8 @@ class Exchange:
         if account in self.cash:
             return self._reject(account, "CreateAccount", "account exists")
         self.cash[account] = [balance, 0]
-        self._emit(ACCOUNT, account, "AccountCreated", balance=balance)
+        key_hash = hashlib.sha256(f"key-{account}".encode()).hexdigest()
+        self._emit(ACCOUNT, account, "AccountCreated", balance=balance, api_key_hash=key_hash)
 
     def deposit(self, account: str, amount: int) -> None:
         self._command()

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from services.common.money import parse_price, parse_qty
-from services.projector import audit, schema, service, synth
+from services.projector import audit, rows, schema, service, store, synth
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
@@ -208,3 +208,21 @@ def test_audit_names_the_culprit_of_a_tampered_history(cfg):
     passed, lines = audit.audit(cfg.database_url)
     assert not passed
     assert any("cash per account" in line and "account 1003" in line for line in lines), lines
+
+
+def test_a_writer_whose_offsets_moved_is_fenced_out(cfg):
+    """A zombie (or a writer overtaken by a rebuild's swap) writes nothing and learns where the
+    stored offsets are."""
+    ex = synth.Exchange()
+    ex.create_account("a", 100)
+    ex.deposit("a", 5)
+    first, second = (rows.fold([e]) for e in synth.as_events(ex.events))
+    topic = cfg.topic("account.events")
+    with schema.connect(cfg.database_url) as conn:
+        schema.migrate(conn)
+        assert store.apply(conn, "g", [store.Span(topic, 0, 0, 1)], first) is None
+        stale = store.apply(conn, "g", [store.Span(topic, 0, 0, 1)], first)
+        assert stale == {(topic, 0): 1}
+        assert store.apply(conn, "g", [store.Span(topic, 0, 1, 2)], second) is None
+        assert conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 2
+        assert conn.execute("SELECT available FROM balances").fetchone()[0] == 105
