@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -302,3 +303,42 @@ def test_xuanyangece_worked_example_after_normalising(system):
         assert one
         (seven,) = client.send(last["555"])  # order 7 is account 777's, not 555's
         assert seven.tag == "error"
+
+
+def test_a_thousand_concurrent_connections_each_create_and_trade(system):
+    """1,000 XML connections open at once, each creating its own account over the real ledger
+    and placing an order on one symbol; every one is answered on its own connection."""
+    import asyncio
+    import time
+
+    count = int(os.environ.get("MARKETLOG_E2E_CONNECTIONS", "1000"))
+    sym, issuer = fresh_symbol("C"), fresh_account()
+    accounts = [fresh_account() for _ in range(count)]
+    with XmlClient(system.xml_port) as client:
+        client.send(f'<create><account id="{issuer}" balance="1"/></create>'.encode())
+        shares = f'<account id="{issuer}">1</account>'
+        client.send(f'<create><symbol sym="{sym}">{shares}</symbol></create>'.encode())
+
+    async def one(account: str) -> list[str]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", system.xml_port)
+        tags = []
+        for body in (
+            f'<create><account id="{account}" balance="100"/></create>',
+            f'<transactions id="{account}"><order sym="{sym}" amount="1" limit="1"/>'
+            "</transactions>",
+        ):
+            data = body.encode()
+            writer.write(b"%d\n%s" % (len(data), data))
+            reply = await reader.readuntil(b"</results>")
+            tags.append(ET.fromstring(reply[reply.index(b"<results") :])[0].tag)
+        writer.close()
+        return tags
+
+    async def all_at_once() -> list[list[str]]:
+        return await asyncio.gather(*(one(a) for a in accounts))
+
+    started = time.monotonic()
+    answers = asyncio.run(all_at_once())
+    elapsed = time.monotonic() - started
+    assert all(tags == ["created", "opened"] for tags in answers), answers[:3]
+    print(f"{count} connections, {2 * count} requests answered in {elapsed:.1f}s")
