@@ -320,6 +320,10 @@ def _install_errors(app: FastAPI) -> None:
         body = {"error": str(exc.detail), "command_id": None}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(ProjectionTimeout)
+    async def lagging(_: Request, exc: ProjectionTimeout) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "command_id": None}, status_code=503)
+
     @app.exception_handler(m.InvalidRequest)
     async def invalid(_: Request, exc: m.InvalidRequest) -> JSONResponse:
         return JSONResponse({"error": str(exc), "command_id": None}, status_code=422)

@@ -4,6 +4,7 @@ request/reply over the log, hostile input on the XML port, timeouts, many connec
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import socket
@@ -119,6 +120,8 @@ def gateway(services, tmp_path_factory):
         MARKETLOG_XML_MAX_BYTES="4096",
         MARKETLOG_XML_RATE="50",
         MARKETLOG_XML_BURST="50",
+        MARKETLOG_HTTP_RATE="5",
+        MARKETLOG_HTTP_BURST="30",
         PYTHONPATH=str(ROOT),
     )
     log = open(Path(settings.run_dir) / "gateway.log", "wb")  # noqa: SIM115
@@ -292,3 +295,32 @@ def test_ready_and_docs(gateway):
         spec = http.get("/openapi.json").json()
         assert "/orders" in spec["paths"]
     wait_until(lambda: True, 1, "nothing")
+
+
+def test_a_flood_from_one_key_is_limited_without_hurting_another(gateway):
+    with httpx.Client(base_url=gateway["http"], timeout=10) as http:
+        keys = [
+            http.post("/accounts", json={}, headers=admin_headers()).json()["api_key"]
+            for _ in range(2)
+        ]
+
+    async def at_once() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=gateway["http"], timeout=10) as client:
+            return await asyncio.gather(
+                *(
+                    client.post("/account/deposit", json={"amount": "1"}, headers=bearer(keys[0]))
+                    for _ in range(40)
+                )
+            )
+
+    with httpx.Client(base_url=gateway["http"], timeout=10) as http:
+        flood = asyncio.run(at_once())
+        codes = [answer.status_code for answer in flood]
+        assert codes.count(429) >= 5 and codes.count(200) >= 25
+        assert all("rate limit" in a.json()["error"] for a in flood if a.status_code == 429)
+        calm = http.post("/account/deposit", json={"amount": "1"}, headers=bearer(keys[1]))
+        assert calm.status_code == 200
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
