@@ -1,0 +1,1 @@
+"""The ledger: accounts, holds, order ids and settlement (core state.py, shell service.py)."""

@@ -1,0 +1,80 @@
+"""The ledger's Kafka shell: the pure core plugged into the exactly-once processor loop.
+
+Input ``ledger.commands`` (key account); decisions to ``account.events`` (key account, or symbol
+for SymbolCreated) and held orders to ``match.commands`` (key symbol); snapshots of each
+partition's state to ``ledger.snapshots``. The loop says how many partitions there are.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from services.common.codec import CodecError
+from services.common.config import Settings
+from services.common.processor import Output
+
+from . import persist
+from .decisions import ACCOUNT_EVENTS, COMMAND_REJECTED, MATCH_COMMANDS
+from .state import Ledger
+from .wire import Wire
+
+log = logging.getLogger(__name__)
+
+# settlements the ledger refuses only when the matcher and the ledger disagree (a bug)
+_SUSPECT = {"Fill", "OrderClosed", "OrderReduced"}
+
+
+class LedgerPartition:
+    """One partition's core behind the loop's bytes-in, records-out interface."""
+
+    __slots__ = ("ledger", "topics", "wire")
+
+    def __init__(self, ledger: Ledger, wire: Wire, topics: dict[str, str]) -> None:
+        self.ledger = ledger
+        self.wire = wire
+        self.topics = topics
+
+    def apply(self, value: bytes) -> list[Output]:
+        try:
+            name, record = self.wire.decode(value)
+        except CodecError as exc:  # skipped the same way on every replay
+            log.warning("partition %d: skipping undecodable record: %s", self.ledger.partition, exc)
+            return []
+        if not self.ledger.handles(name):
+            log.warning(
+                "partition %d: skipping %s: not a ledger command", self.ledger.partition, name
+            )
+            return []
+        outputs = []
+        for decision in self.ledger.apply(name, record):
+            topic, key, record_name, values = decision
+            if record_name == COMMAND_REJECTED and values[1] in _SUSPECT:
+                log.warning(
+                    "partition %d: settlement refused: %s", self.ledger.partition, values[2]
+                )
+            outputs.append(Output(self.topics[topic], key, self.wire.encode(decision)))
+        return outputs
+
+    def snapshot(self) -> bytes:
+        return persist.dump(self.ledger)
+
+
+class LedgerCore:
+    """What the processor loop needs to run the ledger."""
+
+    name = "ledger"
+
+    def __init__(self, settings: Settings, wire: Wire | None = None) -> None:
+        self.input_topic = settings.topic("ledger.commands")
+        self.snapshot_topic = settings.topic("ledger.snapshots")
+        self.topics = {
+            ACCOUNT_EVENTS: settings.topic("account.events"),
+            MATCH_COMMANDS: settings.topic("match.commands"),
+        }
+        self.wire = wire or Wire()
+
+    def fresh(self, partition: int, partitions: int) -> LedgerPartition:
+        return LedgerPartition(Ledger(partition, partitions), self.wire, self.topics)
+
+    def restore(self, partition: int, partitions: int, state: bytes) -> LedgerPartition:
+        return LedgerPartition(persist.load(state, partition, partitions), self.wire, self.topics)
