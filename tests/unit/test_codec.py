@@ -16,7 +16,11 @@ CODEC = Codec()
 def test_single_object_header_is_magic_plus_little_endian_crc64_fingerprint():
     # Avro specification's test vector: CRC-64-AVRO("null") = 0x63DD24E7CC258F8A
     assert fingerprint('"null"', "CRC-64-AVRO") == "8a8f25cce724dd63"
-    record = {"envelope": {"command_id": "c1", "key": "42", "ts": 1, "reply_to": ""}, "balance": 5}
+    record = {
+        "envelope": {"command_id": "c1", "key": "42", "ts": 1, "reply_to": ""},
+        "balance": 5,
+        "api_key_hash": "",
+    }
     data = CODEC.encode("marketlog.ledger.CreateAccount", record)
     assert data[:2] == b"\xc3\x01"
     assert data[2:10] == CODEC.fingerprint("marketlog.ledger.CreateAccount")
