@@ -121,11 +121,108 @@ def core_profile(n: int = 100_000, top: int = 12) -> list[str]:
     return lines[start : start + top + 1]
 
 
+def encoded_stream(codec, symbols: int, per_symbol: int) -> list[tuple[str, bytes]]:
+    """(symbol, Avro match command) for a mixed stream per symbol, interleaved round-robin."""
+    from itertools import zip_longest
+
+    per = []
+    for i in range(symbols):
+        warm, stream = mixed_stream(per_symbol, seed=10 + i)
+        symbol = f"S{i}"
+        per.append([(symbol, _avro(codec, symbol, n, op, args)) for n, (op, args) in
+                    enumerate(warm + stream)])  # fmt: skip
+    return [c for group in zip_longest(*per) for c in group if c is not None]
+
+
+def _avro(codec, symbol: str, n: int, op: str, args: tuple) -> bytes:
+    ts, oid = args[1], args[2]
+    env = {"command_id": f"{symbol}-{n}", "key": symbol, "ts": ts, "reply_to": ""}
+    if op == "cancel":
+        rec = {"envelope": env, "account": "acct", "order_id": oid}
+        return codec.encode("marketlog.match.CancelOrder", rec)
+    _, _, _, account, side, price, qty, tif = args
+    rec = {"envelope": env, "account": account, "order_id": oid, "side": side, "price": price,
+           "qty": qty, "tif": tif}  # fmt: skip
+    return codec.encode("marketlog.match.PlaceOrder", rec)
+
+
+def service_apply_rate(commands: list[tuple[str, bytes]]) -> dict:
+    """Decode + core + encode, no Kafka: the service's own CPU cost per command."""
+    from services.common.config import Settings
+    from services.matcher.service import MatcherCore
+
+    core = MatcherCore(Settings(topic_prefix="bench."))
+    part = core.fresh(0, 1)
+    started = time.process_time()
+    outputs = sum(len(part.apply(value)) for _, value in commands)
+    seconds = time.process_time() - started
+    return {
+        "commands": len(commands),
+        "commands_per_cpu_s": round(len(commands) / seconds),
+        "outputs_per_command": round(outputs / len(commands), 2),
+    }
+
+
+def service_rate(env, symbols: int = 4, per_symbol: int = 50_000) -> dict:
+    """Pre-produce the commands, then time one processor consuming them all with EOS."""
+    import threading
+
+    from confluent_kafka import Producer
+
+    from services.common.codec import Codec
+    from services.common.kafka import producer_config
+    from services.matcher.service import processor
+
+    settings = env.settings()
+    commands = encoded_stream(Codec(), symbols, per_symbol)
+    producer = Producer(producer_config(settings))
+    topic = settings.topic("match.commands")
+    for symbol, value in commands:
+        while True:
+            try:
+                producer.produce(topic, value, symbol)
+                break
+            except BufferError:
+                producer.poll(0.1)
+    producer.flush()
+    proc = processor(settings)
+    proc.batch_records = 5000
+    first: list[float] = []
+    real_process = proc._process
+
+    def timed_process(records):
+        if not first:
+            first.append(time.perf_counter())
+        real_process(records)
+
+    proc._process = timed_process
+    done = threading.Event()
+
+    def watch():
+        while proc.metrics.records_in._value.get() < len(commands):
+            time.sleep(0.05)
+        done.set()
+        proc.stop()
+
+    threading.Thread(target=watch, daemon=True).start()
+    cpu = time.process_time()
+    proc.run()
+    finished = time.perf_counter()
+    return {
+        "commands": len(commands),
+        "symbols": symbols,
+        "partitions": settings.partitions,
+        "batch_records": proc.batch_records,
+        "commands_per_s": round(len(commands) / (finished - first[0])),
+        "seconds": round(finished - first[0], 2),
+        "process_cpu_s": round(time.process_time() - cpu, 2),
+        "apply_only": service_apply_rate(commands[:100_000]),
+    }
+
+
 def run(env) -> dict:
     figures = {"core": core_rate(), "core_profile_tottime": core_profile()}
     if env is not None:
-        from bench.matcher_service_bench import service_rate
-
         figures["service"] = service_rate(env)
     return figures
 
