@@ -162,9 +162,11 @@ class Book:
         level.append(o)
         level.live += 1
         self.orders[oid] = o
-        self.seq += 1
-        ev.append((RESTED, self.seq, ts, oid, account, side, price, o[0]))
-        return ev
+        seq = self.seq = self.seq + 1
+        if ev:
+            ev.append((RESTED, seq, ts, oid, account, side, price, o[0]))
+            return ev
+        return [(RESTED, seq, ts, oid, account, side, price, o[0])]
 
     def cancel(self, ts: int, oid: int, account: str | None = None) -> list[tuple]:
         ev: list[tuple] = []
@@ -184,19 +186,21 @@ class Book:
         else:
             levels, keys, key = self.asks, self.ask_keys, price
         level = levels[price]
-        level.live -= 1
-        if not level.live:
+        live = level.live = level.live - 1
+        if not live:
             del levels[price]
             if keys[0] == key:
                 heappop(keys)
                 sign = -1 if key < 0 else 1
                 while keys and keys[0] * sign not in levels:
                     heappop(keys)
-        elif len(level) > 2 * level.live + 16:
+        elif len(level) > 2 * live + 16:
             self._compact(level)
-        self.seq += 1
-        ev.append((CANCELLED, self.seq, ts, oid, o[ACCOUNT], o[SIDE], price, qty, USER, True))
-        return ev
+        seq = self.seq = self.seq + 1
+        if ev:
+            ev.append((CANCELLED, seq, ts, oid, o[ACCOUNT], o[SIDE], price, qty, USER, True))
+            return ev
+        return [(CANCELLED, seq, ts, oid, o[ACCOUNT], o[SIDE], price, qty, USER, True)]
 
     def reduce(self, ts: int, oid: int, account: str | None, qty: int) -> list[tuple]:
         """Remove qty from a resting order's open quantity; it keeps its place."""

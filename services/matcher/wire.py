@@ -10,8 +10,6 @@ compares both byte for byte). Input written by an older schema version is decode
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from services.common.codec import MAGIC, Codec, CodecError
 
 # The fingerprints (hex) of the schema versions the hand-written shapes below follow.
@@ -102,6 +100,13 @@ def _read_str(d: bytes, p: int) -> tuple[str, int]:
     return d[p:end].decode(), end
 
 
+def _skip_str(d: bytes, p: int) -> int:
+    n, p = _read_long(d, p)
+    if n < 0 or p + n > len(d):
+        raise IndexError("string past the end")
+    return p + n
+
+
 def _read_opt(d: bytes, p: int) -> tuple[int | None, int]:
     branch = d[p]
     if branch == 0:
@@ -111,16 +116,25 @@ def _read_opt(d: bytes, p: int) -> tuple[int | None, int]:
     return _read_long(d, p + 1)
 
 
-class Envelope(NamedTuple):
-    """An input record's envelope, with the encoded parts every output envelope copies."""
+class Envelope:
+    """An input record's envelope, kept encoded: outputs copy its parts as bytes."""
 
-    command_id: str
-    key: str
-    ts: int
-    reply_to: str
-    cid_raw: bytes  # encoded command_id
-    tail_raw: bytes  # encoded ts and reply_to
-    raw: bytes | None  # the whole encoded envelope, when it came off the wire
+    __slots__ = ("cid_raw", "key", "raw", "tail_raw", "ts")
+
+    def __init__(self, key: str, ts: int, cid_raw: bytes, tail_raw: bytes, raw: bytes | None):
+        self.key = key
+        self.ts = ts
+        self.cid_raw = cid_raw  # encoded command_id
+        self.tail_raw = tail_raw  # encoded ts and reply_to
+        self.raw = raw  # the whole encoded envelope, when it came off the wire
+
+    @property
+    def command_id(self) -> str:
+        return _read_str(self.cid_raw, 0)[0]
+
+    @property
+    def reply_to(self) -> str:
+        return _read_str(self.tail_raw, _read_long(self.tail_raw, 0)[1])[0]
 
     def keyed(self, key: str) -> bytes:
         """The encoded envelope of an output record keyed by key."""
@@ -179,33 +193,61 @@ class Wire:
                 return name, None, rec
             cid, key, ts, reply = env["command_id"], env["key"], env["ts"], env["reply_to"]
             tail = long_bytes(ts) + str_bytes(reply)
-            return name, Envelope(cid, key, ts, reply, str_bytes(cid), tail, None), rec
+            return name, Envelope(key, ts, str_bytes(cid), tail, None), rec
         name, read = entry
+        d = value
         try:
-            cid, p = _read_str(value, 10)
+            # command_id and reply_to are copied as bytes, never decoded here
+            n = d[10]
+            p = 11 + (n >> 1) if n < 0x80 and not n & 1 else _skip_str(d, 10)
             cid_end = p
-            key, p = _read_str(value, p)
+            n = d[p]
+            if n < 0x80 and not n & 1:
+                q = p + 1 + (n >> 1)
+                key = d[p + 1 : q].decode()
+                p = q
+            else:
+                key, p = _read_str(d, p)
             key_end = p
-            ts, p = _read_long(value, p)
-            reply, p = _read_str(value, p)
-            cid_raw, tail_raw = value[10:cid_end], value[key_end:p]
-            envelope = Envelope(cid, key, ts, reply, cid_raw, tail_raw, value[10:p])
-            return name, envelope, read(value, p)
+            ts, p = _read_long(d, p)
+            n = d[p]
+            p = p + 1 + (n >> 1) if n < 0x80 and not n & 1 else _skip_str(d, p)
+            if p > len(d):
+                raise IndexError("envelope past the end")
+            envelope = Envelope(key, ts, d[10:cid_end], d[key_end:p], d[10:p])
+            return name, envelope, read(d, p)
         except (IndexError, KeyError, ValueError, UnicodeDecodeError) as exc:
             raise CodecError(f"{name}: cannot decode: {exc}") from exc
 
     def _place(self, d: bytes, p: int) -> tuple:
-        account, p = _read_str(d, p)
+        # one-byte varints (enums, small numbers, short strings) inline; the rest via helpers
+        n = d[p]
+        if n < 0x80 and not n & 1:
+            q = p + 1 + (n >> 1)
+            account = d[p + 1 : q].decode()
+            p = q
+        else:
+            account, p = _read_str(d, p)
         oid, p = _read_long(d, p)
         side = self._side_at[d[p]]
-        price, p = _read_opt(d, p + 1)
+        if d[p + 1] == 0:
+            price, p = None, p + 2
+        else:
+            price, p = _read_opt(d, p + 1)
         qty, p = _read_long(d, p)
         tif = self._tif_at[d[p]]
-        expire_ts, p = _read_opt(d, p + 1)
+        if d[p + 1] == 0:
+            expire_ts, p = None, p + 2
+        else:
+            expire_ts, p = _read_opt(d, p + 1)
         post_only = _BOOL_AT[d[p]]
         stp = self._stp_at[d[p + 1]]
-        budget, p = _read_opt(d, p + 2)
-        lot, p = _read_long(d, p)
+        if d[p + 2] == 0:
+            budget, p = None, p + 3
+        else:
+            budget, p = _read_opt(d, p + 2)
+        n = d[p]
+        lot = (n >> 1) ^ -(n & 1) if n < 0x80 else _read_long(d, p)[0]
         return (oid, account, side, price, qty, tif, expire_ts, post_only, stp, budget, lot)
 
     def _cancel(self, d: bytes, p: int) -> tuple:

@@ -23,16 +23,8 @@ envelopes = st.fixed_dictionaries({"command_id": text, "key": text, "ts": small,
 
 
 def wire_env(env: dict) -> bytes:
-    e = Envelope(
-        env["command_id"],
-        "",
-        env["ts"],
-        env["reply_to"],
-        str_bytes(env["command_id"]),
-        long_bytes(env["ts"]) + str_bytes(env["reply_to"]),
-        None,
-    )
-    return e.keyed(env["key"])
+    tail = long_bytes(env["ts"]) + str_bytes(env["reply_to"])
+    return Envelope("", env["ts"], str_bytes(env["command_id"]), tail, None).keyed(env["key"])
 
 
 def test_shapes_follow_the_current_schemas():
