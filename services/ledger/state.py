@@ -473,8 +473,15 @@ def fill_problem(order: Order, rec: dict) -> str | None:
         return "fill price must be positive"
     if limit is not None and (price > limit if order.buy else price < limit):
         return f"fill price {price} is beyond the order's limit {limit}"
-    if order.buy and limit is None and price * qty > order.hold:
-        return f"fill costs {price * qty}, more than the budget left {order.hold}"
+    cost = price * qty
+    if order.buy:
+        if limit is None and cost > order.hold:
+            return f"fill costs {cost}, more than the budget left {order.hold}"
+        pos = order.position
+        if pos.available + pos.held + qty > MAX_UNITS:
+            return "fill would take the position beyond the 64-bit range"
+    elif order.account.cash + order.account.held + cost > MAX_UNITS:
+        return "fill would take the account's cash beyond the 64-bit range"
     return None
 
 
