@@ -23,6 +23,8 @@ OTHER_SIDE = {"BUY": "SELL", "SELL": "BUY"}
 # audit_log.kind: the logfile.xsd element a DUMPLOG renders the row as
 CASH, SYSTEM, ERROR = "accountTransaction", "systemEvent", "errorEvent"
 
+_SHORT: dict[str, str] = {}  # record fullname -> its short name, e.g. OrderFilled
+
 # the originating command of an OrderClosed, by close reason
 CLOSE_COMMAND = {"USER": "CancelOrder", "REPLACED": "ReplaceOrder", "EXPIRED": "Expire"}
 
@@ -157,28 +159,29 @@ class Folder:
         self.batch = Batch()
 
     # -- shared pieces ------------------------------------------------------------------------
-    def _audit(self, e: Event, command: str, kind: str, account: str | None, **f: Any) -> None:
+    def _audit(
+        self,
+        e: Event,
+        command: str,
+        kind: str,
+        account: str | None,
+        symbol: str | None = None,
+        order_id: int | None = None,
+        side: str | None = None,
+        price: int | None = None,
+        qty: int | None = None,
+        funds: int | None = None,
+        action: str | None = None,
+        message: str | None = None,
+    ) -> None:
         env = e.record["envelope"]
+        event = _SHORT.get(e.name) or _SHORT.setdefault(e.name, e.name.rsplit(".", 1)[-1])
         self.batch.audit.append(
             (
-                e.partition,
-                e.offset,
-                env["ts"],
-                env["command_id"],
-                command,
-                e.name.rsplit(".", 1)[-1],
-                kind,
-                account,
-                f.get("symbol"),
-                f.get("order_id"),
-                f.get("side"),
-                f.get("price"),
-                f.get("qty"),
-                f.get("funds"),
-                f.get("action"),
-                f.get("message"),
+                e.partition, e.offset, env["ts"], env["command_id"], command, event, kind,
+                account, symbol, order_id, side, price, qty, funds, action, message,
             )
-        )
+        )  # fmt: skip
 
     def _balance(self, account: str, ts: int, available: int, held: int | None) -> Holding:
         b = self.batch.balances.get(account)
@@ -241,10 +244,11 @@ class Folder:
 
     def order_accepted(self, e: Event, account: str, ts: int, r: dict) -> None:
         command = "PlaceOrder" if r["replaces"] is None else "ReplaceOrder"
-        oid, side = r["order_id"], r["side"]
-        fields = dict(symbol=r["symbol"], order_id=oid, side=side, price=r["price"], qty=r["qty"])
+        oid, side, symbol, price, qty = r["order_id"], r["side"], r["symbol"], r["price"], r["qty"]
         if r["duplicate"]:  # a retry answered with the original decision: nothing changed
-            self._audit(e, command, SYSTEM, account, **fields, message="duplicate")
+            self._audit(
+                e, command, SYSTEM, account, symbol, oid, side, price, qty, None, None, "duplicate"
+            )
             return
         static = (
             oid,
@@ -267,7 +271,7 @@ class Folder:
         self.batch.orders[oid] = fold
         self._after(account, ts, r)
         funds = r["hold"] if side == "BUY" else None
-        self._audit(e, command, SYSTEM, account, **fields, funds=funds)
+        self._audit(e, command, SYSTEM, account, symbol, oid, side, price, qty, funds)
 
     def order_filled(self, e: Event, account: str, ts: int, r: dict) -> None:
         oid, price, qty = r["order_id"], r["price"], r["qty"]
@@ -279,16 +283,17 @@ class Folder:
             (oid, r["seq"], r["symbol"], account, r["side"], price, qty, r["role"], ts, command_id)
         )
         self._after(account, ts, r)
-        fields = dict(symbol=r["symbol"], order_id=oid, side=r["side"], price=price, qty=qty)
-        self._audit(e, "Fill", SYSTEM, account, **fields, funds=price * qty)
+        self._audit(
+            e, "Fill", SYSTEM, account, r["symbol"], oid, r["side"], price, qty, price * qty
+        )
 
     def order_reduced(self, e: Event, account: str, ts: int, r: dict) -> None:
         o = self._order(r["order_id"])
         o.open_qty, o.reduced_qty, o.ts = r["remaining"], o.reduced_qty + r["qty"], ts
         o.released += r["released"]
         self._after(account, ts, r)
-        fields = dict(symbol=r["symbol"], order_id=r["order_id"], side=r["side"], qty=r["qty"])
-        self._audit(e, "ReduceOrder", SYSTEM, account, **fields)
+        oid, side, qty = r["order_id"], r["side"], r["qty"]
+        self._audit(e, "ReduceOrder", SYSTEM, account, r["symbol"], oid, side, None, qty)
 
     def order_closed(self, e: Event, account: str, ts: int, r: dict) -> None:
         o = self._order(r["order_id"])
@@ -299,16 +304,18 @@ class Folder:
             o.cancelled_ts = ts
         self._after(account, ts, r)
         command = CLOSE_COMMAND.get(r["reason"], "PlaceOrder")
-        fields = dict(symbol=r["symbol"], order_id=r["order_id"], side=r["side"], qty=r["qty"])
-        self._audit(e, command, SYSTEM, account, **fields, message=r["reason"])
+        oid, side, qty, reason = r["order_id"], r["side"], r["qty"], r["reason"]
+        self._audit(
+            e, command, SYSTEM, account, r["symbol"], oid, side, None, qty, None, None, reason
+        )
 
     def unknown_account(self, e: Event, key: str, ts: int, r: dict) -> None:
         """A decision this version cannot project: keep it in the audit log, note it."""
         self.batch.unknown += 1
         name = e.name.rsplit(".", 1)[-1]
-        fields = {k: r.get(k) for k in ("symbol", "order_id", "side", "price", "qty")}
+        fields = [r.get(k) for k in ("symbol", "order_id", "side", "price", "qty")]
         funds = r.get("amount") if isinstance(r.get("amount"), int) else None
-        self._audit(e, name, SYSTEM, key, **fields, funds=funds, message=r.get("reason"))
+        self._audit(e, name, SYSTEM, key, *fields, funds, None, r.get("reason"))
 
     # -- market.events ------------------------------------------------------------------------
     def _level(self, symbol: str, side: str, price: int, delta: int, seq: int) -> None:

@@ -22,12 +22,12 @@ from collections.abc import Sequence
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from services.common.codec import Codec
 from services.common.config import Settings
 from services.common.kafka import consumer_config
 from services.common.metrics import ProcessorMetrics
 
 from . import schema, store
+from .decoding import Decoder
 from .rows import ACCOUNT, MARKET, Batch, Event, fold
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class Writer(threading.Thread):
         # Rows and offsets commit or vanish together, so a commit lost in a database crash is
         # re-applied from the stored offsets: waiting for the WAL flush buys nothing here.
         conn.execute("SET synchronous_commit = off")
+        store.prepare(conn)
         return conn
 
     def submit(self, spans: list[store.Span], batch: Batch, records: int) -> None:
@@ -132,7 +133,7 @@ class Projector:
             settings.topic("account.events"): ACCOUNT,
             settings.topic("market.events"): MARKET,
         }
-        self.codec = Codec()
+        self.decoder = Decoder()
         self.conn = schema.connect(settings.database_url, target)  # reads offsets
         self.writer = Writer(settings, target, self.group, notify)
         self.position: dict[Key, int] = {}  # next offset to fold, per owned partition
@@ -206,7 +207,7 @@ class Projector:
         return len(events)
 
     def _decode(self, records: Sequence) -> tuple[list[Event], list[store.Span]]:
-        decode, sources, position = self.codec.decode, self.sources, self.position
+        decode, sources, position = self.decoder.decode, self.sources, self.position
         events: list[Event] = []
         ranges: dict[Key, list[int]] = {}
         for record in records:

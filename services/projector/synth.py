@@ -267,12 +267,28 @@ class Exchange:
 
 
 # -- a random but consistent history --------------------------------------------------------------
-def random_history(
-    events: int, seed: int = 1, accounts: int = 100, symbols: int = 8, exchange=None
-) -> Exchange:
+def random_history(events: int, seed: int = 1, accounts: int = 100, symbols: int = 8) -> Exchange:
     """At least `events` events of a market that trades, cancels, deposits and withdraws."""
+    ex = Exchange()
+    found = [
+        e for chunk in history_chunks(events, seed, accounts, symbols, exchange=ex) for e in chunk
+    ]
+    ex.events = found
+    return ex
+
+
+def history_chunks(
+    events: int,
+    seed: int = 1,
+    accounts: int = 100,
+    symbols: int = 8,
+    *,
+    chunk: int = 50_000,
+    exchange: Exchange | None = None,
+) -> Iterator[list[Produced]]:
+    """The events of `random_history`, handed out in lists of about `chunk` (memory stays flat)."""
     rng = random.Random(seed)
-    ex = exchange or Exchange()
+    ex = Exchange() if exchange is None else exchange
     names = [f"S{i}" for i in range(symbols)]
     owners = [f"{1000 + i}" for i in range(accounts)]
     mids = dict.fromkeys(names, 1_000_000)  # 100.0000 in price units
@@ -280,36 +296,49 @@ def random_history(
         ex.create_symbol(symbol)
     for account in owners:
         ex.create_account(account, rng.randrange(50_000, 500_000) * 1_000_000)
-        for symbol in rng.sample(names, k=max(1, symbols // 2)):
+        for symbol in rng.sample(names, k=max(1, min(symbols // 2, 4))):
             ex.issue(account, symbol, rng.randrange(100, 2_000) * 100)
     placed: list[tuple[str, int]] = []
-    while len(ex.events) < events:
-        account, symbol, roll = rng.choice(owners), rng.choice(names), rng.random()
-        mids[symbol] = max(10_000, mids[symbol] + rng.randrange(-2, 3) * 100)
-        if roll < 0.62:
-            side = rng.choice(("BUY", "SELL"))
-            price = mids[symbol] + rng.randrange(-10, 11) * 100
-            tif = "IOC" if roll < 0.05 else "GTC"
-            qty = rng.randrange(1, 50) * 100
-            oid = ex.place(account, symbol, side, qty, price, tif=tif, client_order_id=f"x{roll}")
-            if oid is not None:
-                placed.append((account, oid))
-        elif roll < 0.66:
-            qty = rng.randrange(1, 20) * 100
-            ex.place(account, symbol, "BUY", qty, budget=mids[symbol] * qty * 2)
-        elif roll < 0.86 and placed:
-            owner, oid = placed.pop(rng.randrange(len(placed)))
-            ex.cancel(owner if roll < 0.85 else account, oid)
-        elif roll < 0.90 and placed:
-            owner, oid = placed[rng.randrange(len(placed))]
-            ex.reduce(owner, oid, rng.randrange(1, 10) * 100)
-        elif roll < 0.95:
-            ex.deposit(account, rng.randrange(1, 10_000) * 1_000_000)
-        elif roll < 0.99:
-            ex.withdraw(account, rng.randrange(1, 20_000) * 1_000_000)
-        else:
-            ex.issue(account, symbol, rng.randrange(1, 100) * 100)
-    return ex
+    made = 0
+    while made < events:
+        if len(ex.events) >= min(chunk, events - made):
+            made += len(ex.events)
+            yield ex.events
+            ex.events = []
+            continue
+        _random_step(ex, rng, owners, names, mids, placed)
+    if ex.events:
+        yield ex.events
+        ex.events = []
+
+
+def _random_step(ex: Exchange, rng: random.Random, owners, names, mids, placed) -> None:
+    """One gateway command: mostly limit orders near a drifting mid price, then cancels, …"""
+    account, symbol, roll = rng.choice(owners), rng.choice(names), rng.random()
+    mids[symbol] = max(10_000, mids[symbol] + rng.randrange(-2, 3) * 100)
+    if roll < 0.62:
+        side = rng.choice(("BUY", "SELL"))
+        price = mids[symbol] + rng.randrange(-10, 11) * 100
+        tif = "IOC" if roll < 0.05 else "GTC"
+        qty = rng.randrange(1, 50) * 100
+        oid = ex.place(account, symbol, side, qty, price, tif=tif, client_order_id=f"x{roll}")
+        if oid is not None:
+            placed.append((account, oid))
+    elif roll < 0.66:
+        qty = rng.randrange(1, 20) * 100
+        ex.place(account, symbol, "BUY", qty, budget=mids[symbol] * qty * 2)
+    elif roll < 0.86 and placed:
+        owner, oid = placed.pop(rng.randrange(len(placed)))
+        ex.cancel(owner if roll < 0.85 else account, oid)  # 1 in 20: not the owner's
+    elif roll < 0.90 and placed:
+        owner, oid = placed[rng.randrange(len(placed))]
+        ex.reduce(owner, oid, rng.randrange(1, 10) * 100)
+    elif roll < 0.95:
+        ex.deposit(account, rng.randrange(1, 10_000) * 1_000_000)
+    elif roll < 0.99:
+        ex.withdraw(account, rng.randrange(1, 20_000) * 1_000_000)
+    else:
+        ex.issue(account, symbol, rng.randrange(1, 100) * 100)
 
 
 def as_events(produced: Iterable[Produced]) -> Iterator[Event]:
