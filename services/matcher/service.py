@@ -30,6 +30,13 @@ COMMANDS = {PLACE: Book.place, CANCEL: Book.cancel, REDUCE: Book.reduce, REPLACE
 OTHER_SIDE = {BUY: SELL, SELL: BUY}
 
 
+def _out(topic: str, key: str, value: bytes) -> Output:
+    return _new_output(Output, (topic, key, value, None))  # a third of Output()'s cost
+
+
+_new_output = tuple.__new__
+
+
 class Topics:
     def __init__(self, settings: Settings) -> None:
         self.commands = settings.topic("match.commands")
@@ -79,7 +86,7 @@ class MatcherPartition:
             if kind == TRADE:
                 _, seq, _, price, qty, maker, m_acct, taker, t_acct, side, m_rem, t_rem = e
                 add(
-                    Output(
+                    _out(
                         market,
                         symbol,
                         w.trade(public, seq, price, qty, maker, taker, side, m_rem, t_rem),
@@ -88,14 +95,14 @@ class MatcherPartition:
                 m_env, t_env = envelope(m_acct), envelope(t_acct)
                 m_side = OTHER_SIDE[side]
                 add(
-                    Output(
+                    _out(
                         ledger,
                         m_acct,
                         w.fill(m_env, maker, sym, m_side, price, qty, m_rem, seq, "MAKER"),
                     )
                 )
                 add(
-                    Output(
+                    _out(
                         ledger,
                         t_acct,
                         w.fill(t_env, taker, sym, side, price, qty, t_rem, seq, "TAKER"),
@@ -103,28 +110,22 @@ class MatcherPartition:
                 )
             elif kind == RESTED:
                 _, seq, _, oid, _, side, price, qty = e
-                add(Output(market, symbol, w.rested(public, seq, oid, side, price, qty)))
+                add(_out(market, symbol, w.rested(public, seq, oid, side, price, qty)))
             elif kind == CANCELLED:
                 _, seq, _, oid, acct, side, price, qty, reason, was_resting = e
                 add(
-                    Output(
+                    _out(
                         market,
                         symbol,
                         w.cancelled(public, seq, oid, side, price, qty, reason, was_resting),
                     )
                 )
-                add(
-                    Output(ledger, acct, w.closed(envelope(acct), oid, sym, side, qty, reason, seq))
-                )
+                add(_out(ledger, acct, w.closed(envelope(acct), oid, sym, side, qty, reason, seq)))
             elif kind == REDUCED:
                 _, seq, _, oid, acct, side, price, qty, rem = e
+                add(_out(market, symbol, w.market_reduced(public, seq, oid, side, price, qty, rem)))
                 add(
-                    Output(
-                        market, symbol, w.market_reduced(public, seq, oid, side, price, qty, rem)
-                    )
-                )
-                add(
-                    Output(
+                    _out(
                         ledger,
                         acct,
                         w.ledger_reduced(envelope(acct), oid, sym, side, qty, rem, seq),
@@ -137,7 +138,7 @@ class MatcherPartition:
                     value = w.closed(envelope(acct), oid, sym, side, qty, "REJECTED", None)
                 else:
                     value = w.match_rejected(envelope(acct), oid, sym, new_oid, reason)
-                add(Output(ledger, acct, value))
+                add(_out(ledger, acct, value))
         return out
 
     def outputs_generic(self, symbol: str, env: Envelope, events: list[tuple]) -> list[Output]:
@@ -165,7 +166,7 @@ class MatcherPartition:
                     "maker_remaining": m_rem,
                     "taker_remaining": t_rem,
                 }
-                out.append(Output(market, symbol, encode("marketlog.market.Trade", trade)))
+                out.append(_out(market, symbol, encode("marketlog.market.Trade", trade)))
                 for acct, oid, fill_side, rem, role in (
                     (m_acct, maker, OTHER_SIDE[side], m_rem, "MAKER"),
                     (t_acct, taker, side, t_rem, "TAKER"),
@@ -181,7 +182,7 @@ class MatcherPartition:
                         "seq": seq,
                         "role": role,
                     }
-                    out.append(Output(ledger, acct, encode("marketlog.ledger.Fill", fill)))
+                    out.append(_out(ledger, acct, encode("marketlog.ledger.Fill", fill)))
             elif kind == RESTED:
                 _, seq, _, oid, _, side, price, qty = e
                 rested = {
@@ -192,7 +193,7 @@ class MatcherPartition:
                     "price": price,
                     "qty": qty,
                 }
-                out.append(Output(market, symbol, encode("marketlog.market.OrderRested", rested)))
+                out.append(_out(market, symbol, encode("marketlog.market.OrderRested", rested)))
             elif kind == CANCELLED:
                 _, seq, _, oid, acct, side, price, qty, reason, was_resting = e
                 cancelled = {
@@ -215,9 +216,9 @@ class MatcherPartition:
                     "seq": seq,
                 }
                 out.append(
-                    Output(market, symbol, encode("marketlog.market.OrderCancelled", cancelled))
+                    _out(market, symbol, encode("marketlog.market.OrderCancelled", cancelled))
                 )
-                out.append(Output(ledger, acct, encode("marketlog.ledger.OrderClosed", closed)))
+                out.append(_out(ledger, acct, encode("marketlog.ledger.OrderClosed", closed)))
             elif kind == REDUCED:
                 _, seq, _, oid, acct, side, price, qty, remaining = e
                 reduced = {
@@ -238,8 +239,8 @@ class MatcherPartition:
                     "remaining": remaining,
                     "seq": seq,
                 }
-                out.append(Output(market, symbol, encode("marketlog.market.OrderReduced", reduced)))
-                out.append(Output(ledger, acct, encode("marketlog.ledger.OrderReduced", settled)))
+                out.append(_out(market, symbol, encode("marketlog.market.OrderReduced", reduced)))
+                out.append(_out(ledger, acct, encode("marketlog.ledger.OrderReduced", settled)))
             elif kind == REJECTED:
                 out.append(self._rejected(symbol, envelope, e))
         return out

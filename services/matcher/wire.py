@@ -72,17 +72,30 @@ def opt_long(n: int | None) -> bytes:
 
 
 def _read_long(d: bytes, p: int) -> tuple[int, int]:
+    """An Avro long at p: (value, next position). Unrolled for the usual 1 to 3 bytes."""
     b = d[p]
     if b < 0x80:
         return (b >> 1) ^ -(b & 1), p + 1
     n = b & 0x7F
-    shift = 7
-    while b & 0x80:
-        p += 1
+    b = d[p + 1]
+    if b < 0x80:
+        n |= b << 7
+        return (n >> 1) ^ -(n & 1), p + 2
+    n |= (b & 0x7F) << 7
+    b = d[p + 2]
+    if b < 0x80:
+        n |= b << 14
+        return (n >> 1) ^ -(n & 1), p + 3
+    n |= (b & 0x7F) << 14
+    shift = 21
+    p += 3
+    while True:
         b = d[p]
+        p += 1
         n |= (b & 0x7F) << shift
+        if b < 0x80:
+            return (n >> 1) ^ -(n & 1), p
         shift += 7
-    return (n >> 1) ^ -(n & 1), p + 1
 
 
 def _read_str(d: bytes, p: int) -> tuple[str, int]:
