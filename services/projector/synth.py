@@ -294,9 +294,11 @@ def history_chunks(
     mids = dict.fromkeys(names, 1_000_000)  # 100.0000 in price units
     for symbol in names:
         ex.create_symbol(symbol)
+    holdings: dict[str, list[str]] = {}  # what each account was issued: what it can sell
     for account in owners:
         ex.create_account(account, rng.randrange(50_000, 500_000) * 1_000_000)
-        for symbol in rng.sample(names, k=max(1, min(symbols // 2, 4))):
+        holdings[account] = rng.sample(names, k=max(1, min(symbols // 2, 4)))
+        for symbol in holdings[account]:
             ex.issue(account, symbol, rng.randrange(100, 2_000) * 100)
     placed: list[tuple[str, int]] = []
     made = 0
@@ -306,19 +308,21 @@ def history_chunks(
             yield ex.events
             ex.events = []
             continue
-        _random_step(ex, rng, owners, names, mids, placed)
+        _random_step(ex, rng, owners, names, mids, placed, holdings)
     if ex.events:
         yield ex.events
         ex.events = []
 
 
-def _random_step(ex: Exchange, rng: random.Random, owners, names, mids, placed) -> None:
+def _random_step(ex: Exchange, rng: random.Random, owners, names, mids, placed, holdings) -> None:
     """One gateway command: mostly limit orders near a drifting mid price, then cancels, …"""
     account, symbol, roll = rng.choice(owners), rng.choice(names), rng.random()
-    mids[symbol] = max(10_000, mids[symbol] + rng.randrange(-2, 3) * 100)
     if roll < 0.62:
         side = rng.choice(("BUY", "SELL"))
-        price = mids[symbol] + rng.randrange(-10, 11) * 100
+        if side == "SELL":  # mostly what it holds; now and then a sale it cannot cover
+            symbol = rng.choice(holdings[account]) if roll > 0.02 else symbol
+        mids[symbol] = max(10_000, mids[symbol] + rng.randrange(-2, 3) * 100)
+        price = mids[symbol] + rng.randrange(-5, 6) * 100
         tif = "IOC" if roll < 0.05 else "GTC"
         qty = rng.randrange(1, 50) * 100
         oid = ex.place(account, symbol, side, qty, price, tif=tif, client_order_id=f"x{roll}")
@@ -327,18 +331,29 @@ def _random_step(ex: Exchange, rng: random.Random, owners, names, mids, placed) 
     elif roll < 0.66:
         qty = rng.randrange(1, 20) * 100
         ex.place(account, symbol, "BUY", qty, budget=mids[symbol] * qty * 2)
-    elif roll < 0.86 and placed:
-        owner, oid = placed.pop(rng.randrange(len(placed)))
-        ex.cancel(owner if roll < 0.85 else account, oid)  # 1 in 20: not the owner's
     elif roll < 0.90 and placed:
-        owner, oid = placed[rng.randrange(len(placed))]
-        ex.reduce(owner, oid, rng.randrange(1, 10) * 100)
+        owner, oid = _open_order(ex, rng, placed)
+        if roll < 0.85:
+            ex.cancel(owner if roll < 0.845 else account, oid)  # now and then not the owner's
+        else:
+            ex.reduce(owner, oid, rng.randrange(1, 10) * 100)
     elif roll < 0.95:
         ex.deposit(account, rng.randrange(1, 10_000) * 1_000_000)
     elif roll < 0.99:
         ex.withdraw(account, rng.randrange(1, 20_000) * 1_000_000)
     else:
         ex.issue(account, symbol, rng.randrange(1, 100) * 100)
+
+
+def _open_order(ex: Exchange, rng: random.Random, placed: list) -> tuple[str, int]:
+    """A random placed order, preferring open ones (a few tries; filled ones are forgotten)."""
+    for _ in range(4):
+        i = rng.randrange(len(placed))
+        if placed[i][1] in ex.orders or len(placed) == 1:
+            return placed[i]
+        placed[i] = placed[-1]
+        placed.pop()
+    return placed[rng.randrange(len(placed))]
 
 
 def as_events(produced: Iterable[Produced]) -> Iterator[Event]:
