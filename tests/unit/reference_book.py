@@ -291,7 +291,7 @@ replace_st = st.builds(
     st.integers(0, 20),
 )
 command_st = st.one_of(place_st, place_st, place_st, cancel_st, reduce_st, replace_st)
-stream_st = st.lists(st.tuples(command_st, st.integers(0, 5)), min_size=1, max_size=250)
+stream_st = st.lists(st.tuples(command_st, st.integers(0, 5)), min_size=40, max_size=300)
 
 
 def timed(commands: list[tuple[list, int]]) -> list[tuple]:
@@ -307,17 +307,25 @@ def timed(commands: list[tuple[list, int]]) -> list[tuple]:
     return out
 
 
-def random_stream(seed: int, n: int) -> list[tuple]:
-    """A long seeded stream over the same space as stream_st (ids keep rising)."""
+def random_stream(seed: int, n: int, deep: bool = False) -> list[tuple]:
+    """A long seeded stream over the same space as stream_st (ids keep rising).
+
+    deep: buys mostly below 100 and sells mostly above, so the book grows to hundreds of orders
+    over dozens of levels (stale heap keys, dead orders piling up in levels, compaction)."""
     rng = random.Random(seed)
     out, ts, next_id = [], 1000, 1
     for _ in range(n):
         ts += rng.randint(0, 5)
         roll = rng.random()
-        known = rng.randint(max(1, next_id - 40), next_id)
+        known = rng.randint(max(1, next_id - (400 if deep else 40)), next_id)
         if roll < 0.6:
-            tif = rng.choice(TIFS)
-            price = None if rng.random() < 0.08 else rng.randint(95, 105)
+            tif = "GTC" if deep and rng.random() < 0.7 else rng.choice(TIFS)
+            side = rng.choice((BUY, SELL))
+            if deep:
+                low, high = (70, 101) if side == BUY else (99, 130)
+            else:
+                low, high = 95, 105
+            price = None if rng.random() < 0.08 else rng.randint(low, high)
             budget = rng.choice((None, rng.randint(0, 3000))) if price is None else None
             out.append(
                 (
@@ -325,7 +333,7 @@ def random_stream(seed: int, n: int) -> list[tuple]:
                     ts,
                     next_id,
                     rng.choice(ACCOUNTS),
-                    rng.choice((BUY, SELL)),
+                    side,
                     price,
                     rng.randint(1, 20),
                     tif,

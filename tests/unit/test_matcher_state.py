@@ -39,6 +39,31 @@ def test_fast_book_equals_reference_on_long_streams(seed):
     assert book.seq > 1000  # the stream did trade, rest and cancel
 
 
+def test_fast_book_equals_reference_on_a_deep_book():
+    book = assert_same_run(random_stream(50, 2000, deep=True))
+    assert len(book.orders) > 150 and len(book.bids) + len(book.asks) > 40
+
+
+def test_dead_orders_are_compacted_and_stale_heap_keys_rebuilt(monkeypatch):
+    compactions = []
+    real = Book._compact
+    monkeypatch.setattr(
+        Book, "_compact", staticmethod(lambda lv: compactions.append(1) or real(lv))
+    )
+    ts, commands = 1000, [("place", 1000, 1, "a", "BUY", 500, 5)]
+    for i in range(2, 200):  # a crowd behind order 1 at one price, most of it cancelled
+        commands.append(("place", ts, i, "b", "BUY", 400, 5))
+        if i % 4:
+            commands.append(("cancel", ts, i, None))
+    for i in range(200, 600):  # levels made and emptied below the top: stale heap keys
+        commands.append(("place", ts, i, "c", "BUY", 100 + i % 150, 5))
+        commands.append(("cancel", ts, i, None))
+    commands.append(("place", ts, 600, "d", "SELL", 1, 10_000, "IOC"))  # sweep it all
+    book = assert_same_run(commands)
+    assert compactions
+    assert len(book.bid_keys) <= 2 * len(book.bids) + 64 and not book.bids
+
+
 def test_seq_is_gap_free_and_rejects_take_none():
     book = Book("X")
     seqs = []
