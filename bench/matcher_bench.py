@@ -198,7 +198,6 @@ def service_rate(env, symbols: int = 4, per_symbol: int = 50_000) -> dict:
                 producer.poll(0.1)
     producer.flush()
     proc = processor(settings)
-    proc.batch_records = 20000
     first: list[float] = []
     real_process = proc._process
 
