@@ -289,8 +289,13 @@ class Folder:
 
     def order_reduced(self, e: Event, account: str, ts: int, r: dict) -> None:
         o = self._order(r["order_id"])
-        o.open_qty, o.reduced_qty, o.ts = r["remaining"], o.reduced_qty + r["qty"], ts
+        o.open_qty, o.ts = r["remaining"], ts
         o.released += r["released"]
+        if r["remaining"]:
+            o.reduced_qty += r["qty"]
+        else:  # nothing left open: that is a cancel of the rest (status, XML <canceled>)
+            o.cancelled_qty, o.cancelled_ts = o.cancelled_qty + r["qty"], ts
+            o.close_reason = "USER"
         self._after(account, ts, r)
         oid, side, qty = r["order_id"], r["side"], r["qty"]
         self._audit(e, "ReduceOrder", SYSTEM, account, r["symbol"], oid, side, None, qty)

@@ -197,8 +197,12 @@ def test_rebuild_equals_the_incremental_build_and_audit_passes(cfg):
 def test_audit_names_the_culprit_of_a_tampered_history(cfg):
     ex = synth.random_history(800, seed=11, accounts=10, symbols=2)
     ex.deposit("1003", 5_000_000)
-    record = ex.events[-1][3]
-    record["cash_available"] += 1  # one unit of cash out of thin air
+    ex.events[-1][3]["cash_available"] += 1  # one unit of cash out of thin air
+    ex.issue("1005", "S1", 100)
+    ex.events[-1][3]["shares_available"] += 100  # shares nobody issued
+    order = ex.place("1007", "S0", "BUY", 100, 10_000)
+    accepted = next(e for e in ex.events if e[3].get("order_id") == order)[3]
+    accepted["hold"] -= 1  # the order holds less than limit x quantity
     synth.produce(cfg, synth.encode(ex.events))
     running = Running(cfg)
     try:
@@ -207,7 +211,15 @@ def test_audit_names_the_culprit_of_a_tampered_history(cfg):
         running.stop()
     passed, lines = audit.audit(cfg.database_url)
     assert not passed
-    assert any("cash per account" in line and "account 1003" in line for line in lines), lines
+    culprits = {
+        ("cash per account", "account 1003"),
+        ("shares per account and symbol", "account 1005 symbol S1"),
+        ("shares per symbol", "symbol S1"),
+        ("each open order's hold", f"order {order} "),
+    }
+    for check, who in culprits:
+        assert any(line.startswith(check) and who in line for line in lines), (check, lines)
+    assert not any("account 1001" in line or "account 1002" in line for line in lines), lines
 
 
 def test_a_writer_whose_offsets_moved_is_fenced_out(cfg):

@@ -177,3 +177,23 @@ def test_synthetic_history_encodes_with_the_released_schemas():
     for stream, key, value in synth.encode(HISTORY.events[:500], codec):
         name, record = codec.decode(value)
         assert name.startswith(f"marketlog.{stream}.") and record["envelope"]["key"] == key
+
+
+def test_a_reduce_that_leaves_nothing_open_is_a_cancel_of_the_rest():
+    ex = synth.Exchange()
+    ex.create_symbol("X")
+    ex.create_account("b", 10**12)
+    oid = ex.place("b", "X", "BUY", 300, 10_000)
+    ex.reduce("b", oid, 100)
+    env = {"command_id": "c99", "key": "b", "ts": ex.ts + 1, "reply_to": ""}
+    last = {
+        "envelope": env, "order_id": oid, "symbol": "X", "side": "BUY", "qty": 200,
+        "remaining": 0, "released": 2_000_000, "cash_available": 10**12, "cash_held": 0,
+        "shares_available": 0, "shares_held": 0,
+    }  # fmt: skip
+    events = [*events_of(ex), Event(ACCOUNT, 0, 99, "marketlog.account.OrderReduced", last)]
+    [row] = rows.fold(events).new_orders()
+    open_qty, _, _, cancelled, cancelled_ts, reduced, reason, hold = row[13:21]
+    assert (open_qty, cancelled, cancelled_ts, reduced, reason, hold) == (
+        0, 200, ex.ts + 1, 100, "USER", 0,
+    )  # fmt: skip
