@@ -1,4 +1,7 @@
-"""`python -m services.ledger serve`: run the ledger (settings from the environment)."""
+"""`python -m services.ledger serve|verify`: run the ledger, or audit its log (see verify.py).
+
+Settings come from the environment (services.common.config).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +15,14 @@ from services.common.processor import Processor
 
 from .service import LedgerCore
 
-USAGE = "usage: python -m services.ledger serve"
+USAGE = "usage: python -m services.ledger serve|verify"
 
 
 def main(argv: list[str]) -> int:
+    if argv == ["verify"]:
+        from .verify import main as verify
+
+        return verify()
     if argv != ["serve"]:
         print(USAGE, file=sys.stderr)
         return 2

@@ -3,8 +3,9 @@
 The input is a seeded session of the offline exchange (commands and the toy matcher's settlements
 for four partitions, plus a few undecodable records), produced to ledger.commands while the ledger
 process is killed with SIGKILL several times. Afterwards account.events and match.commands must be
-exactly what the pure core produces offline over the input log as it stands on the broker: per key
-the same records in the same order, none missing, none twice, order ids gap-free per partition.
+exactly what the pure core produces offline over the input log as it stands on the broker
+(services.ledger.verify: per key and source partition the same records in the same order), none
+missing, none twice, order ids gap-free per partition.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import time
 from collections import defaultdict
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from services.common.codec import Codec
 from services.ledger.service import LedgerCore
 from services.ledger.simulation import Exchange, random_session
-from tests.support import read_all, settings_env, wait_until
+from services.ledger.verify import logged, verify
+from tests.support import settings_env, wait_until
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 4
@@ -64,36 +66,21 @@ def start_ledger(settings, log_file):
     )
 
 
-def stream(topic: str, key: str, value: bytes) -> tuple[str, str, int]:
-    """The unit of order: a key's records from one ledger partition, in that partition's order.
-
-    account.events keys live on one ledger partition each; match.commands keys (symbols) get
-    records from every ledger partition, interleaved as the batches happened to commit, so they
-    are compared per source partition (known from the order id, n x P + p + 1).
-    """
-    if not topic.endswith("match.commands"):
-        return topic, key, -1
-    return topic, key, (CODEC.decode(value)[1]["order_id"] - 1) % PARTITIONS
-
-
-def offline(settings) -> dict[tuple[str, str, int], list[bytes]]:
-    """What the pure core decides over the input as the broker holds it, per stream."""
-    core = LedgerCore(settings)
-    partitions = {p: core.fresh(p, PARTITIONS) for p in range(PARTITIONS)}
-    expected = defaultdict(list)
-    for record in read_all(settings, core.input_topic):
-        for out in partitions[record.partition()].apply(record.value()):
-            expected[stream(out.topic, out.key, out.value)].append(out.value)
-    return expected
+def caught_up(settings) -> bool:
+    """Whether the ledger's committed offsets reached the end of every input partition."""
+    topic = settings.topic("ledger.commands")
+    group = Consumer({"bootstrap.servers": settings.kafka, "group.id": settings.topic("ledger")})
+    try:
+        parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        committed = group.committed(parts, 10)
+        ends = [group.get_watermark_offsets(tp, 10)[1] for tp in parts]
+        return all(c.offset == end for c, end in zip(committed, ends, strict=True))
+    finally:
+        group.close()
 
 
-def produced(settings) -> dict[tuple[str, str, int], list[bytes]]:
-    actual = defaultdict(list)
-    for role in ("account.events", "match.commands"):
-        for record in read_all(settings, settings.topic(role)):
-            key = stream(record.topic(), record.key().decode(), record.value())
-            actual[key].append(record.value())
-    return actual
+def outputs(settings) -> dict[tuple, list[bytes]]:
+    return logged(LedgerCore(settings), settings, PARTITIONS)
 
 
 def test_kill_9_mid_run_leaves_every_decision_exactly_once(settings, tmp_path):
@@ -115,24 +102,19 @@ def test_kill_9_mid_run_leaves_every_decision_exactly_once(settings, tmp_path):
                 ready.unlink()
                 proc = start_ledger(settings, out)
             feeder.join()
-            expected = offline(settings)
-            total = sum(len(v) for v in expected.values())
-            wait_until(
-                lambda: sum(len(v) for v in produced(settings).values()) >= total,
-                90,
-                f"{total} decisions",
-            )
+            wait_until(lambda: caught_up(settings), 90, "the ledger to catch up")
         finally:
             proc.terminate()
             proc.wait(30)
             feeder.join()
     assert kills_while_feeding >= 3
-    actual = produced(settings)
-    assert actual.keys() == expected.keys()
-    for key, values in expected.items():
-        assert actual[key] == values, key
+    report = verify(settings)  # re-runs the pure core over the input log on the broker
+    assert (report.differences, report.behind) == ([], [])
+    assert report.inputs == len(log) and report.outputs > report.inputs
+    actual = outputs(settings)
     assert_no_decision_twice(actual)
     assert_order_ids_gap_free(actual, settings)
+    assert_verify_sees_a_forged_decision(settings, actual)
 
 
 def assert_no_decision_twice(actual) -> None:
@@ -153,3 +135,12 @@ def assert_order_ids_gap_free(actual, settings) -> None:
     assert sorted(ids) == list(range(PARTITIONS))
     for p, found in ids.items():
         assert sorted(found) == list(range(p + 1, p + 1 + PARTITIONS * len(found), PARTITIONS))
+
+
+def assert_verify_sees_a_forged_decision(settings, actual) -> None:
+    (topic, key, _), values = next(iter(sorted(actual.items())))
+    producer = Producer({"bootstrap.servers": settings.kafka})
+    producer.produce(topic, values[0], key)  # a decision nobody made: a replayed duplicate
+    producer.flush()
+    report = verify(settings)
+    assert len(report.differences) == 1 and key in report.differences[0]
