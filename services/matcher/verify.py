@@ -102,6 +102,17 @@ def partitions_of(settings: Settings, topic: str) -> list[int]:
         reader.close()
 
 
+def committed_offset(settings: Settings, core: MatcherCore, partition: int) -> int | None:
+    """The matcher group's committed input offset: its outputs before it are in the log."""
+    group = settings.topic_prefix + core.name  # only read its offsets: never join the group
+    reader = Consumer(consumer_config(settings, None, **{"group.id": group}))
+    try:
+        tp = reader.committed([TopicPartition(core.input_topic, partition)], 30)[0]
+    finally:
+        reader.close()
+    return tp.offset if tp.offset >= 0 else None
+
+
 def identity(codec: Codec, value: bytes) -> tuple | None:
     """What names a matcher output uniquely in the log (None: not a matcher output)."""
     name, rec = codec.decode(value)
@@ -160,6 +171,8 @@ class _Rerun:
 
 
 def _rerun(settings: Settings, core: MatcherCore, partition: int, start: int, end: int | None):
+    if end is None:  # a live matcher's newest outputs may not be committed yet: stop before them
+        end = committed_offset(settings, core, partition)
     state, offset, snap = start_state(settings, core, partition, start)
     expected: list[tuple[str, str, bytes]] = []
     commands: set[tuple[str, str]] = set()
