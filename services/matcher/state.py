@@ -132,7 +132,9 @@ class Book:
             or (budget is not None and budget < 0)
         ):
             why = _why(self, oid, qty, price, side, tif, stp, lot, budget)
-            ev.append((REJECTED, None, ts, oid, account, side, qty, None, why))
+            # a duplicate id releases nothing: the hold is the resting order's
+            release = None if oid in self.orders else qty
+            ev.append((REJECTED, None, ts, oid, account, side, release, None, why))
             return ev
         o = [qty, oid, account, price, side, tif, expire_ts, post_only, stp]
         if price is None or post_only or tif in (FOK, GTD):

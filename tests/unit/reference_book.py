@@ -109,7 +109,8 @@ class ReferenceBook:
         elif tif == "GTD" and expire_ts is None:
             why = "GTD order needs expire_ts"
         if why:
-            return self.reject(ts, oid, account, side, qty, None, why)
+            release = None if why == "duplicate order id" else qty
+            return self.reject(ts, oid, account, side, release, None, why)
         o = RefOrder(oid, account, side, price, qty, tif, expire_ts, post_only, stp)
         self.enter(o, ts, budget, lot)
         return self.flush()

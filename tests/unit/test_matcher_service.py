@@ -161,3 +161,10 @@ def test_restored_partition_decides_as_the_original():
     assert b.exchange.state_hash() == a.exchange.state_hash()
     for v in values[120:]:
         assert b.apply(v) == a.apply(v)
+
+
+def test_duplicate_order_id_releases_nothing(part):
+    part.apply(place(1, 5, "a5", "BUY", 10**6, 100))
+    ((topic, key, name, rec),) = decoded(part.apply(place(2, 5, "a5", "BUY", 10**6, 300)))
+    assert (topic, key, name) == (LEDGER, "a5", "marketlog.ledger.MatchRejected")
+    assert rec["reason"] == "duplicate order id"
