@@ -202,10 +202,18 @@ class Folder:
             p.held = r["shares_held"]
         return p
 
-    def _after(self, account: str, ts: int, r: dict) -> None:
-        """An order decision's balances after it: cash, and the order's symbol's shares."""
-        self._balance(account, ts, r["cash_available"], r["cash_held"])
-        self._position(account, r["symbol"], ts, r, held=True)
+    def _after(self, account: str, ts: int, r: dict, cash: bool = True, shares: bool = True):
+        """An order decision's balances after it: cash, and the order's symbol's shares. Only
+        what the decision can change is written: holding, releasing or reducing a buy moves cash
+        only, a sell's shares only (the others are restated unchanged in the record)."""
+        if cash:
+            self._balance(account, ts, r["cash_available"], r["cash_held"])
+        if shares:
+            self._position(account, r["symbol"], ts, r, held=True)
+
+    def _after_hold(self, account: str, ts: int, r: dict) -> None:
+        buy = r["side"] == "BUY"
+        self._after(account, ts, r, cash=buy, shares=not buy)
 
     def _order(self, oid: int) -> OrderFold:
         o = self.batch.orders.get(oid)
@@ -269,7 +277,7 @@ class Folder:
         )
         fold = OrderFold(static, side, r["price"], r["hold"], open_qty=r["qty"], ts=ts)
         self.batch.orders[oid] = fold
-        self._after(account, ts, r)
+        self._after_hold(account, ts, r)
         funds = r["hold"] if side == "BUY" else None
         self._audit(e, command, SYSTEM, account, symbol, oid, side, price, qty, funds)
 
@@ -296,7 +304,7 @@ class Folder:
         else:  # nothing left open: that is a cancel of the rest (status, XML <canceled>)
             o.cancelled_qty, o.cancelled_ts = o.cancelled_qty + r["qty"], ts
             o.close_reason = "USER"
-        self._after(account, ts, r)
+        self._after_hold(account, ts, r)
         oid, side, qty = r["order_id"], r["side"], r["qty"]
         self._audit(e, "ReduceOrder", SYSTEM, account, r["symbol"], oid, side, None, qty)
 
@@ -307,7 +315,7 @@ class Folder:
         if r["qty"]:
             o.cancelled_qty += r["qty"]
             o.cancelled_ts = ts
-        self._after(account, ts, r)
+        self._after_hold(account, ts, r)
         command = CLOSE_COMMAND.get(r["reason"], "PlaceOrder")
         oid, side, qty, reason = r["order_id"], r["side"], r["qty"], r["reason"]
         self._audit(

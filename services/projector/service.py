@@ -120,7 +120,7 @@ class Projector:
         settings: Settings,
         *,
         target: str = schema.LIVE,
-        batch_records: int = 5000,
+        batch_records: int = 20_000,
         batch_seconds: float = 0.01,
         notify: bool = True,
     ) -> None:

@@ -39,7 +39,7 @@ CREATE TABLE symbols (
     command_id text COLLATE "C" NOT NULL
 );
 
--- Shares per account and symbol. A row may be all zero (an account that only ever bought).
+-- Shares per account and symbol (from the first issue or fill). A row may be all zero (sold out).
 CREATE TABLE positions (
     account_id text COLLATE "C" NOT NULL,
     symbol     text COLLATE "C" NOT NULL,
