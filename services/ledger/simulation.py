@@ -80,10 +80,17 @@ class ToyMatcher:
         if kind == "ReduceOrder":
             return [self._reduce(env, order, rec["qty"])]
         replaced = self.close(env, order, "REPLACED")
-        terms = {"order_id": rec["new_order_id"], "account": order.account, "side": order.side}
-        terms.update(price=rec["price"], qty=rec["qty"], tif=order.tif, lot=order.lot)
-        terms.update(post_only=order.post_only)
-        return [replaced, *self._take(env, self._new(terms, symbol))]
+        new = {
+            "order_id": rec["new_order_id"],
+            "account": order.account,
+            "side": order.side,
+            "price": rec["price"],
+            "qty": rec["qty"],
+            "tif": order.tif,
+            "lot": order.lot,
+            "post_only": order.post_only,
+        }
+        return [replaced, *self._take(env, self._new(new, symbol))]
 
     def _new(self, rec: dict, symbol: str) -> Resting:
         self.arrivals += 1
