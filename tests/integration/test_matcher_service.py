@@ -117,20 +117,22 @@ def assert_gap_free(settings) -> int:
 
 
 def test_kill_9_while_commands_flow_keeps_the_output_exact(settings):
+    """Two instances share the partitions; one of them is killed four times mid-stream."""
     rng = random.Random(20261121)
     commands = match_commands(7, 1500)
-    env = settings_env(
-        settings,
-        MATCHER_BATCH_RECORDS="300",
-        MATCHER_SNAPSHOT_RECORDS="1500",
-        MATCHER_SNAPSHOT_SECONDS="2",
-    )
     feeder = threading.Thread(
         target=produce, args=(settings, commands), kwargs={"pause_every": 400, "pause": 0.3}
     )
     feeder.start()
 
-    def start():
+    def start(instance: str):
+        env = settings_env(
+            settings,
+            MATCHER_BATCH_RECORDS="300",
+            MATCHER_SNAPSHOT_RECORDS="1500",
+            MATCHER_SNAPSHOT_SECONDS="2",
+        )
+        env["MARKETLOG_INSTANCE"] = instance  # its own transactional id and group member id
         return subprocess.Popen(
             [sys.executable, "-m", "services.matcher", "serve"],
             env=env,
@@ -139,21 +141,24 @@ def test_kill_9_while_commands_flow_keeps_the_output_exact(settings):
         )
 
     kills = 0
-    proc = start()
+    procs = {instance: start(instance) for instance in ("0", "1")}
     try:
         for _ in range(4):
             time.sleep(rng.uniform(1.5, 3.5))
-            proc.kill()  # SIGKILL: mid-batch, mid-transaction, mid-snapshot
-            proc.wait()
+            victim = rng.choice(sorted(procs))
+            procs[victim].kill()  # SIGKILL: mid-batch, mid-transaction, mid-snapshot
+            procs[victim].wait()
             kills += 1
-            proc = start()
+            procs[victim] = start(victim)
         feeder.join()
         expected = offline_replay(settings)
         total = sum(len(v) for v in expected.values())
         wait_until(lambda: count(settings) >= total, 60, "every output", every=1.0)
     finally:
-        proc.terminate()
-        proc.wait(30)
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            proc.wait(30)
     assert kills == 4
     assert logged(settings) == expected
     assert assert_gap_free(settings) > 5_000
