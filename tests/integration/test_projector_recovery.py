@@ -24,18 +24,18 @@ def cfg(settings, database_url):
     return dataclasses.replace(settings, database_url=database_url)
 
 
-def start(cfg) -> subprocess.Popen:
+def start(cfg, instance: str = "0") -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "services.projector", "serve", "--batch-records", "300"],
-        env=settings_env(cfg),
+        env=settings_env(dataclasses.replace(cfg, instance=instance)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
 
 
-def stop(cfg, proc: subprocess.Popen) -> None:
+def stop(cfg, proc: subprocess.Popen, instance: str = "0") -> None:
     """SIGTERM once it is serving: it finishes its batch and exits cleanly."""
-    ready = cfg.run_dir / f"projector-{cfg.instance}.ready"
+    ready = cfg.run_dir / f"projector-{instance}.ready"
     wait_until(lambda: ready.exists() and ready.read_text() == str(proc.pid), 30, "ready")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
@@ -99,6 +99,23 @@ def test_a_rebuild_racing_a_live_projector_still_applies_everything_once(cfg):
         wait_caught_up(cfg)
     finally:
         stop(cfg, proc)
+    assert_exactly_once(cfg, ex)
+    built = contents(cfg)
+    service.rebuild(cfg)
+    assert contents(cfg) == built
+
+
+def test_two_instances_split_the_partitions_and_apply_everything_once(cfg):
+    ex = synth.random_history(6000, seed=19, accounts=30, symbols=4)
+    encoded = synth.encode(ex.events)
+    procs = [start(cfg, "0"), start(cfg, "1")]
+    try:
+        for i in range(0, len(encoded), 2000):
+            synth.produce(cfg, encoded[i : i + 2000])
+        wait_caught_up(cfg)
+    finally:
+        for instance, proc in enumerate(procs):
+            stop(cfg, proc, str(instance))
     assert_exactly_once(cfg, ex)
     built = contents(cfg)
     service.rebuild(cfg)
