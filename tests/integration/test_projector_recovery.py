@@ -13,7 +13,7 @@ import time
 import pytest
 
 from services.projector import audit, service, synth
-from tests.integration.test_projector import contents, query, wait_caught_up
+from tests.integration.test_projector import caught_up, contents, query, wait_caught_up
 from tests.support import settings_env, wait_until
 
 pytestmark = pytest.mark.integration
@@ -24,9 +24,9 @@ def cfg(settings, database_url):
     return dataclasses.replace(settings, database_url=database_url)
 
 
-def start(cfg, instance: str = "0") -> subprocess.Popen:
+def start(cfg, instance: str = "0", batch: int = 300) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "services.projector", "serve", "--batch-records", "300"],
+        [sys.executable, "-m", "services.projector", "serve", "--batch-records", str(batch)],
         env=settings_env(dataclasses.replace(cfg, instance=instance)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -62,20 +62,23 @@ def assert_exactly_once(cfg, ex: synth.Exchange) -> None:
 
 def test_kill_9_mid_run_loses_and_doubles_nothing(cfg):
     rng = random.Random(3)
-    ex = synth.random_history(9000, seed=13, accounts=40, symbols=4)
+    ex = synth.random_history(20000, seed=13, accounts=40, symbols=4)
     encoded = synth.encode(ex.events)
-    chunks = [encoded[i : i + 1500] for i in range(0, len(encoded), 1500)]
-    proc = start(cfg)
+    synth.produce(cfg, encoded[:12000])
+    proc, behind = start(cfg, batch=50), 0  # small batches: many transactions to land in
     try:
-        for chunk in chunks:
-            synth.produce(cfg, chunk)
-            time.sleep(rng.uniform(0.8, 1.6))  # start-up, then some batches, then …
+        for kill in range(5):
+            time.sleep(rng.uniform(1.2, 1.8))  # start-up, then some batches, then …
+            behind += not caught_up(cfg)
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
-            proc = start(cfg)
+            if kill == 1:
+                synth.produce(cfg, encoded[12000:])  # more arrives while it is down
+            proc = start(cfg, batch=50)
         wait_caught_up(cfg)
     finally:
         stop(cfg, proc)
+    assert behind >= 2, "the kills should land while the projector is catching up"
     assert_exactly_once(cfg, ex)
     built = contents(cfg)
     service.rebuild(cfg)
