@@ -87,8 +87,8 @@ class Progress:
 
     def applied(self) -> int:
         try:
-            row = self.conn.execute("SELECT coalesce(sum(next_offset), 0)::bigint FROM applied_offsets")
-            return row.fetchone()[0]
+            query = "SELECT coalesce(sum(next_offset), 0)::bigint FROM applied_offsets"
+            return self.conn.execute(query).fetchone()[0]
         except Exception:  # the schema is not there yet
             return 0
 
