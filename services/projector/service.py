@@ -193,7 +193,8 @@ class Projector:
     # -- one batch -------------------------------------------------------------------------------
     def step(self, records: Sequence) -> int:
         """Fold one batch of consumed records and hand it to the writer; returns its size."""
-        self._check_writer()
+        if self._check_writer():
+            return 0  # these records were fetched before the re-seek: they come again
         events, spans = self._decode(records)
         if not spans:
             return 0
@@ -239,10 +240,11 @@ class Projector:
             raise ProjectorError(str(error))
         log.warning("consumer: %s", error)
 
-    def _check_writer(self) -> None:
-        """After a failed or fenced batch: drain, then continue from the stored offsets."""
+    def _check_writer(self) -> bool:
+        """After a failed or fenced batch: drain, then continue from the stored offsets.
+        Returns whether it re-sought."""
         if self.writer.failure is None:
-            return
+            return False
         self.reseeks += 1
         self.writer.sync()
         log.warning("batch not applied (%s); re-seeking to the stored offsets", self.writer.failure)
@@ -256,6 +258,7 @@ class Projector:
             self.position[key] = offset
             self.consumer.seek(TopicPartition(key[0], key[1], offset))
         self.writer.resume()
+        return True
 
     # -- rebuild --------------------------------------------------------------------------------
     def catch_up(self) -> int:
