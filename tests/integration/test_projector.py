@@ -249,3 +249,28 @@ def test_a_writer_whose_offsets_moved_is_fenced_out(cfg):
         assert store.apply(conn, "g", [store.Span(topic, 0, 1, 2)], second) is None
         assert conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 2
         assert conn.execute("SELECT available FROM balances").fetchone()[0] == 105
+
+
+def test_a_live_projector_fenced_out_goes_back_to_the_stored_offsets(cfg):
+    """As after a rebuild's swap: the stored offsets moved under a running projector (here: back
+    to an empty projection); its next batch is refused and it continues from the stored ones."""
+    ex = synth.random_history(3000, seed=23, accounts=20, symbols=3)
+    encoded = synth.encode(ex.events)
+    synth.produce(cfg, encoded[:2000])
+    running = Running(cfg)
+    try:
+        wait_caught_up(cfg)
+        with schema.connect(cfg.database_url) as conn, conn.transaction():
+            names = [t for t in schema.tables(conn) if t != "applied_offsets"]
+            conn.execute(f"TRUNCATE {', '.join(names)}")
+            conn.execute("UPDATE applied_offsets SET next_offset = 0")
+        synth.produce(cfg, encoded[2000:])
+        wait_caught_up(cfg)
+    finally:
+        running.stop()
+    assert running.projector.reseeks >= 1
+    fills = sum(1 for e in ex.events if e[2].endswith("OrderFilled"))
+    assert query(cfg, "SELECT count(*) FROM executions")[0][0] == fills
+    built = contents(cfg)
+    service.rebuild(cfg)
+    assert contents(cfg) == built
