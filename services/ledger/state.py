@@ -57,29 +57,14 @@ class Ledger:
         self.share_supply: dict[str, int] = {}  # shares issued per symbol on this partition
         # command_id -> record name of a cancel/reduce/replace the matcher has not answered yet
         self.forwarded: dict[str, str] = {}
-        self._handlers: dict[str, Callable[[dict], list[Decision]]] = {
-            L + "CreateAccount": self._create_account,
-            L + "Deposit": self._deposit,
-            L + "Withdraw": self._withdraw,
-            L + "CreateSymbol": self._create_symbol,
-            L + "IssueShares": self._issue_shares,
-            L + "PlaceOrder": self._place_order,
-            L + "CancelOrder": self._cancel_order,
-            L + "ReduceOrder": self._reduce_order,
-            L + "ReplaceOrder": self._replace_order,
-            L + "Fill": self._fill,
-            L + "OrderClosed": self._order_closed,
-            L + "OrderReduced": self._order_reduced,
-            L + "MatchRejected": self._match_rejected,
-        }
 
     def handles(self, name: str) -> bool:
-        return name in self._handlers
+        return name in HANDLERS
 
     def apply(self, name: str, record: dict) -> list[Decision]:
         """The decisions one input record causes (none for a record the ledger does not know)."""
-        handler = self._handlers.get(name)
-        return handler(record) if handler is not None else []
+        handler = HANDLERS.get(name)
+        return handler(self, record) if handler is not None else []
 
     # -- cash and shares --------------------------------------------------------------------
     def _create_account(self, rec: dict) -> list[Decision]:
@@ -433,6 +418,24 @@ class Ledger:
         if new is not None:  # a refused replace: the new order never reached the book
             out.append(self._close(env, new, "REJECTED"))
         return out
+
+
+# record name -> rule; a class-level table, so a Ledger holds no reference cycle to itself
+HANDLERS: dict[str, Callable[[Ledger, dict], list[Decision]]] = {
+    L + "CreateAccount": Ledger._create_account,
+    L + "Deposit": Ledger._deposit,
+    L + "Withdraw": Ledger._withdraw,
+    L + "CreateSymbol": Ledger._create_symbol,
+    L + "IssueShares": Ledger._issue_shares,
+    L + "PlaceOrder": Ledger._place_order,
+    L + "CancelOrder": Ledger._cancel_order,
+    L + "ReduceOrder": Ledger._reduce_order,
+    L + "ReplaceOrder": Ledger._replace_order,
+    L + "Fill": Ledger._fill,
+    L + "OrderClosed": Ledger._order_closed,
+    L + "OrderReduced": Ledger._order_reduced,
+    L + "MatchRejected": Ledger._match_rejected,
+}
 
 
 # -- checks ------------------------------------------------------------------------------------
