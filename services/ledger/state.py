@@ -411,8 +411,8 @@ class Ledger:
     def _match_rejected(self, rec: dict) -> list[Decision]:
         env, order_id, new_order_id = rec["envelope"], rec["order_id"], rec["new_order_id"]
         command = self.forwarded.pop(env["command_id"], None)
-        if command is None:  # not forwarded by this ledger (or already answered)
-            command = "ReplaceOrder" if new_order_id is not None else "CancelOrder"
+        if command is None:  # answers no cancel/reduce/replace: a placement (a duplicate id)
+            command = "ReplaceOrder" if new_order_id is not None else "PlaceOrder"
         out = [rejected(env, command, rec["reason"], order_id)]
         new = self.orders.get(new_order_id) if new_order_id is not None else None
         if new is not None:  # a refused replace: the new order never reached the book

@@ -463,6 +463,15 @@ def test_a_replace_the_matcher_refuses_releases_the_new_hold(desk):
     assert desk.account("a").held == cash(20) and new not in desk.ledger.orders
 
 
+def test_a_placement_the_matcher_refuses_as_a_duplicate_id_releases_nothing(desk):
+    desk.open_account("a", "100")
+    order_id = accepted_id(desk.buy("a", "1", "10"))
+    place_env = {**desk.forwarded[-1][1]["envelope"], "key": "a"}
+    refused = desk.one(r.match_rejected(place_env, order_id, "X", "duplicate order id"))[1]
+    assert (refused["command"], refused["order_id"]) == ("PlaceOrder", order_id)
+    assert desk.account("a").held == cash(10) and order_id in desk.ledger.orders
+
+
 def test_a_cancel_the_matcher_refuses_names_the_cancel(desk):
     desk.open_account("a", "100")
     order_id = accepted_id(desk.buy("a", "1", "10"))
