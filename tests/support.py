@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from services.common.config import Settings
+from services.common.config import ROOT, Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -75,3 +84,57 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, every
             return result
         time.sleep(every)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+class ServiceProcs:
+    """Marketlog services as subprocesses (``python -m services.<name> serve``) for a test.
+
+    Each writes its log to ``logs/<name>.log``; ``start`` returns once the service's ready file
+    appears in the settings' run directory; ``kill`` is SIGKILL, no goodbye.
+    """
+
+    def __init__(self, settings: Settings, logs, **env: str) -> None:
+        self.settings, self.logs = settings, logs
+        self.env = settings_env(settings, PYTHONPATH=str(ROOT), **env)
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, *names: str, timeout: float = 120.0) -> None:
+        for name in names:
+            for ready in self.settings.run_dir.glob(f"{name}-*.ready"):
+                ready.unlink()
+            with open(self.logs / f"{name}.log", "ab") as log:
+                self.procs[name] = subprocess.Popen(
+                    [sys.executable, "-m", f"services.{name}", "serve"],
+                    env=self.env,
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+        for name in names:
+            wait_until(lambda n=name: self._ready(n), timeout, f"{name} to be live")
+
+    def _ready(self, name: str) -> bool:
+        if self.procs[name].poll() is not None:
+            raise RuntimeError(
+                f"{name} exited with {self.procs[name].returncode}:\n{self.log(name)}"
+            )
+        return any(self.settings.run_dir.glob(f"{name}-*.ready"))
+
+    def kill(self, name: str) -> None:
+        self.procs[name].kill()
+        self.procs[name].wait(10)
+
+    def log(self, name: str) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)

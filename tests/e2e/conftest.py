@@ -5,12 +5,7 @@ use, and stopped after."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,18 +14,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from services.common.config import ROOT, Settings
+from services.common.config import Settings
 from services.common.topics import provision
-from tests.support import settings_env
+from tests.support import ServiceProcs, free_port
 
 SERVICES = ("projector", "ledger", "matcher", "gateway")
 ADMIN_KEY = "e2e-admin-" + uuid.uuid4().hex
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -46,42 +35,8 @@ class System:
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
 
-def _missing_services() -> list[str]:
-    return [s for s in SERVICES if not (ROOT / "services" / s / "__main__.py").exists()]
-
-
-def _wait_ready(settings: Settings, procs: dict, logs: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    pending = set(procs)
-    while pending:
-        for name in list(pending):
-            if procs[name].poll() is not None:
-                tail = (logs / f"{name}.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{name} exited with {procs[name].returncode}:\n{tail}")
-            if any(settings.run_dir.glob(f"{name}*.ready")):
-                pending.discard(name)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not ready after {timeout:.0f}s: {', '.join(sorted(pending))}")
-        time.sleep(0.2)
-
-
-def _stop(procs: dict) -> None:
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs.values():
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(20)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-
-
 @pytest.fixture(scope="session")
 def system(services, tmp_path_factory) -> Iterator[System]:
-    missing = _missing_services()
-    if missing:
-        pytest.skip(f"no entry point yet for: {', '.join(missing)}")
     database = f"e2e{uuid.uuid4().hex[:12]}"
     with psycopg.connect(services.database_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {database}")
@@ -96,33 +51,19 @@ def system(services, tmp_path_factory) -> Iterator[System]:
     provision(settings)
     logs = tmp_path_factory.mktemp("logs")
     xml_port, http_port = free_port(), free_port()
-    env = settings_env(
+    procs = ServiceProcs(
         settings,
+        logs,
         MARKETLOG_XML_PORT=str(xml_port),
         MARKETLOG_HTTP_PORT=str(http_port),
         MARKETLOG_ADMIN_KEY=ADMIN_KEY,
         MARKETLOG_METRICS_PORT="0",
-        PYTHONPATH=str(ROOT),
     )
-    procs: dict[str, subprocess.Popen] = {}
-    files = []
     try:
-        for name in SERVICES:
-            out = open(logs / f"{name}.log", "wb")  # noqa: SIM115 - closed below
-            files.append(out)
-            procs[name] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}", "serve"],
-                env=env,
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        _wait_ready(settings, procs, logs)
+        procs.start(*SERVICES)
         yield System(settings, xml_port, f"http://127.0.0.1:{http_port}", ADMIN_KEY, logs)
     finally:
-        _stop(procs)
-        for out in files:
-            out.close()
+        procs.stop_all()
         if os.environ.get("MARKETLOG_E2E_KEEP_DB") != "1":
             with psycopg.connect(services.database_url, autocommit=True) as conn:
                 conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")

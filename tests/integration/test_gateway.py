@@ -24,7 +24,7 @@ from services.common.codec import Codec
 from services.common.config import ROOT, Settings
 from services.common.kafka import consumer_config, producer_config
 from services.common.topics import provision
-from tests.support import settings_env, wait_until
+from tests.support import free_port, settings_env, wait_until
 
 pytestmark = pytest.mark.integration
 ADMIN = "test-admin-key"
@@ -38,12 +38,6 @@ CREATE TABLE applied_offsets (consumer_group text, topic text, partition int, ne
 CREATE TABLE accounts (account_id text PRIMARY KEY, api_key_hash text);
 CREATE TABLE symbols (symbol text PRIMARY KEY);
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ToyLedger(threading.Thread):
