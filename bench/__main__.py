@@ -2,7 +2,10 @@
 
 A suite is a module ``bench/<name>.py`` with ``run(env: BenchEnv) -> dict`` returning its figures
 (plain JSON values; rates in records per second, latencies in milliseconds, each with the inputs
-that produced it). Speed is only ever measured here, never asserted by tests.
+that produced it), and optionally ``summary(figures) -> str``, its markdown for the run's report
+(bench/results/<date>-<host>.md). Every suite of one invocation shares one broker and database
+(fresh topics each) and sees the figures of the suites before it (``env.results``), so ratios are
+taken within one run. Speed is only ever measured here, never asserted by tests.
 """
 
 from __future__ import annotations
@@ -56,12 +59,13 @@ def machine() -> dict:
 
 def main(names: list[str]) -> int:
     selected = [s for s in SUITES if not names or s in names]
-    results = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "suites": {},
-    }
-    with BenchEnv() as env:
+    now = dt.datetime.now(dt.UTC)
+    results = {"date": now.isoformat(timespec="seconds"), "machine": machine(), "suites": {}}
+    RESULTS.mkdir(exist_ok=True)
+    stem = f"{now:%Y-%m-%d}-{socket.gethostname()}" + ("-" + "-".join(names) if names else "")
+    report = [f"# Benchmarks {results['date']}", "", f"Machine: `{json.dumps(results['machine'])}`"]
+    started_all = time.monotonic()
+    with BenchEnv(results["suites"], RESULTS / stem) as env:
         for name in selected:
             module = importlib.import_module(f"bench.{name}")
             started = time.monotonic()
@@ -70,11 +74,12 @@ def main(names: list[str]) -> int:
             figures["suite_seconds"] = round(time.monotonic() - started, 1)
             results["suites"][name] = figures
             print(json.dumps(figures, indent=1), flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-    path = RESULTS / f"{stamp}-{socket.gethostname()}.json"
-    path.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"results: {path}")
+            if hasattr(module, "summary"):
+                report += ["", f"## {name}", "", module.summary(figures)]
+    results["total_seconds"] = round(time.monotonic() - started_all, 1)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(report) + "\n")
+    print(f"results: {RESULTS / stem}.json and .md")
     return 0
 
 

@@ -1,13 +1,16 @@
 """The real broker and database a benchmark run uses: started for the run, stopped after it.
 
 Benchmarks use their own ports (39092, 55434) and state (.state/bench) so they never disturb a
-running `make up`, and each suite gets fresh topics under its own prefix.
+running `make up`, and each suite gets fresh topics under its own prefix. MARKETLOG_BENCH_HOME,
+MARKETLOG_BENCH_KAFKA_PORT and MARKETLOG_BENCH_PG_PORT move them, for two runs side by side.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
+from pathlib import Path
 
 import psycopg
 
@@ -17,10 +20,15 @@ from services.common.topics import provision
 
 
 class BenchEnv:
-    def __init__(self) -> None:
-        home = STATE / "bench"
-        self.kafka = LocalKafka(home / "kafka", 39092, 39093)
-        self.postgres = LocalPostgres(home / "postgres", 55434, durable=True)
+    def __init__(self, results: dict | None = None, stem: Path | None = None) -> None:
+        self.results = {} if results is None else results  # figures of the suites run so far
+        self.stem = stem  # bench/results/<date>-<host>: where a suite may write its files
+        home = Path(os.environ.get("MARKETLOG_BENCH_HOME", STATE / "bench"))
+        port = int(os.environ.get("MARKETLOG_BENCH_KAFKA_PORT", "39092"))
+        self.kafka = LocalKafka(home / "kafka", port, port + 1)
+        self.postgres = LocalPostgres(
+            home / "postgres", int(os.environ.get("MARKETLOG_BENCH_PG_PORT", "55434")), durable=True
+        )
         self.home = home
 
     def __enter__(self) -> BenchEnv:

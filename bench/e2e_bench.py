@@ -1,0 +1,341 @@
+"""End to end: orders through the XML/TCP and HTTP gateways of the whole running system.
+
+Ledger, matcher, projector and gateway run as processes against the bench broker and database;
+an open-loop generator (bench/loadgen.py) offers orders at fixed rates, step by step, until the
+system saturates. Per step: latency from each order's due time to its decision's answer
+(HdrHistogram p50/p99/p99.9/max), the achieved rate, the projection lag (answer -> the order's
+row visible in PostgreSQL, sampled), and the CPU each process spent per order — where the time
+goes. A rate is *sustained* when everything offered was answered within the step, the achieved
+rate is within 5% of the offered one, p99 < 50 ms, and the last third's p99 is under 50 ms too
+(no growing backlog).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+
+from bench.loadgen import HttpClient, StepResult, XmlClient
+from tests.support import ServiceProcs, free_port
+
+SERVICES = ("projector", "ledger", "matcher", "gateway")
+RATES = [250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000, 12000, 16000, 20000]
+STEP_SECONDS = 10.0
+CONNECTIONS = 200
+SYMBOLS = [f"B{i}" for i in range(4)]
+P99_LIMIT_MS = 50.0
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
+class CpuMeter:
+    """CPU seconds per process group: every service, Kafka, PostgreSQL, and the generator."""
+
+    def __init__(self, env, procs: ServiceProcs) -> None:
+        self.pids = {name: [proc.pid] for name, proc in procs.procs.items()}
+        self.pids["kafka"] = [int(env.kafka.pid_file.read_text())]
+        postmaster = int((env.postgres.data / "postmaster.pid").read_text().split()[0])
+        self.postmaster = postmaster
+        self.pids["loadgen"] = [os.getpid()]
+
+    def sample(self) -> dict[str, float]:
+        self.pids["postgres"] = [self.postmaster, *children(self.postmaster)]
+        return {name: sum(cpu_seconds(p) for p in pids) for name, pids in self.pids.items()}
+
+
+async def projection_lag(url: str, result: StepResult, stop: asyncio.Event) -> list[float]:
+    """Answer -> row visible in projection.orders, for the step's sampled orders (ms)."""
+    lags, seen, pending, stopped = [], 0, {}, None
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        while True:
+            pending.update(result.samples[seen:])
+            seen = len(result.samples)
+            if pending:
+                rows = await (
+                    await conn.execute(
+                        "SELECT order_id FROM projection.orders WHERE order_id = ANY(%s)",
+                        [list(pending)],
+                    )
+                ).fetchall()
+                now = time.perf_counter()
+                for (order_id,) in rows:
+                    lags.append((now - pending.pop(order_id)) * 1000)
+            if stop.is_set():
+                stopped = stopped or time.perf_counter()
+                if not pending or time.perf_counter() - stopped > 30:
+                    return sorted(lags)
+            await asyncio.sleep(0.005)
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    return round(values[min(len(values) - 1, int(len(values) * p / 100))], 2) if values else None
+
+
+def sustained(step: dict) -> bool:
+    return (
+        step["answered"] == step["sent"]
+        and step["errors"] == 0
+        and step["achieved_per_s"] >= 0.95 * step["offered_per_s"]
+        and step["latency_ms"]["p99"] < P99_LIMIT_MS
+        and step["p99_last_third_ms"] < P99_LIMIT_MS
+    )
+
+
+async def xml_setup(port: int) -> tuple[XmlClient, list[list[bytes]]]:
+    client = XmlClient("127.0.0.1", port, CONNECTIONS)
+    await client.open()
+    accounts = [str(700_000 + i) for i in range(CONNECTIONS)]
+    for first in range(0, len(accounts), 20):  # the gateway caps elements per request
+        chunk = accounts[first : first + 20]
+        body = "<create>" + "".join(f'<account id="{a}" balance="1000000000"/>' for a in chunk)
+        for symbol in SYMBOLS:
+            body += (
+                f'<symbol sym="{symbol}">'
+                + "".join(f'<account id="{a}">1000000</account>' for a in chunk)
+                + "</symbol>"
+            )
+        reply = await client.request((body + "</create>").encode())
+        assert b"<error" not in reply, reply[:500]
+    bodies = [
+        [
+            f'<transactions id="{a}"><order sym="{SYMBOLS[(n + k) % len(SYMBOLS)]}" '
+            f'amount="{1 if k % 2 else -1}" limit="{99 + (n + k) % 3}"/></transactions>'.encode()
+            for k in range(12)
+        ]
+        for n, a in enumerate(accounts)
+    ]
+    return client, bodies
+
+
+async def http_setup(port: int, admin: str) -> tuple[HttpClient, list[bytes]]:
+    client = HttpClient("127.0.0.1", port, CONNECTIONS)
+    await client.open()
+    keys = []
+    for i in range(50):
+        status, body = await client.call(
+            HttpClient.encode(
+                "POST",
+                "/accounts",
+                admin,
+                {"account_id": str(800_000 + i), "balance": "1000000000"},
+            )
+        )
+        assert status == 201, body
+        keys.append((str(800_000 + i), json.loads(body)["api_key"]))
+    for account, _ in keys:
+        for symbol in SYMBOLS:
+            status, body = await client.call(
+                HttpClient.encode(
+                    "POST",
+                    f"/symbols/{symbol}/issue",
+                    admin,
+                    {"account_id": account, "qty": "1000000"},
+                )
+            )
+            assert status == 200, body
+    requests = [
+        HttpClient.encode(
+            "POST",
+            "/orders",
+            key,
+            {
+                "symbol": SYMBOLS[(n + k) % len(SYMBOLS)],
+                "side": "BUY" if k % 2 else "SELL",
+                "qty": "1",
+                "price": str(99 + (n + k) % 3),
+                "tif": "GTC",
+                "stp": "NONE",
+            },
+        )
+        for n, (_, key) in enumerate(keys)
+        for k in range(12)
+    ]
+    return client, requests
+
+
+async def sweep(surface: str, client, payload, url: str, meter: CpuMeter) -> list[dict]:
+    steps, failures = [], 0
+    for rate in RATES:
+        result = StepResult(surface, rate, STEP_SECONDS)
+        stop = asyncio.Event()
+        lag_task = asyncio.create_task(projection_lag(url, result, stop))
+        before = meter.sample()
+        await client.step(result, rate, payload)
+        after = meter.sample()
+        stop.set()
+        lags = await lag_task
+        step = result.summary()
+        step["projection_lag_ms"] = {
+            "samples": len(lags),
+            "p50": percentile(lags, 50),
+            "p99": percentile(lags, 99),
+            "max": percentile(lags, 100),
+        }
+        step["cpu_us_per_order"] = {
+            name: round((after[name] - before[name]) * 1e6 / max(1, step["answered"]), 1)
+            for name in after
+        }
+        step["sustained"] = sustained(step)
+        steps.append(step)
+        print(
+            f"  {surface} {rate}/s -> {step['achieved_per_s']}/s p99 "
+            f"{step['latency_ms']['p99']} ms sustained={step['sustained']}",
+            flush=True,
+        )
+        failures = 0 if step["sustained"] else failures + 1
+        if failures == 2 or step["achieved_per_s"] < 0.7 * rate:
+            break
+        await asyncio.sleep(2.0)  # let queues settle between steps
+    return steps
+
+
+async def drive(env, settings, ports: dict, admin: str, meter: CpuMeter) -> dict:
+    url = settings.database_url
+    xml_client, bodies = await xml_setup(ports["xml"])
+    http_client, requests = await http_setup(ports["http"], admin)
+    try:
+        return {
+            "xml": await sweep("xml", xml_client, bodies, url, meter),
+            "http": await sweep("http", http_client, requests, url, meter),
+        }
+    finally:
+        xml_client.close()
+        http_client.close()
+
+
+def best(steps: list[dict]) -> dict | None:
+    ok = [s for s in steps if s["sustained"]]
+    return max(ok, key=lambda s: s["offered_per_s"]) if ok else None
+
+
+def run(env) -> dict:
+    settings = env.settings(partitions=4)
+    logs = env.home / "logs" / "e2e"
+    logs.mkdir(parents=True, exist_ok=True)
+    admin = uuid.uuid4().hex
+    ports = {"xml": free_port(), "http": free_port()}
+    unlimited = {
+        "MARKETLOG_XML_RATE": "1000000",
+        "MARKETLOG_XML_BURST": "1000000",
+        "MARKETLOG_HTTP_RATE": "1000000",
+        "MARKETLOG_HTTP_BURST": "1000000",
+    }
+    procs = ServiceProcs(
+        settings,
+        logs,
+        MARKETLOG_XML_PORT=str(ports["xml"]),
+        MARKETLOG_HTTP_PORT=str(ports["http"]),
+        MARKETLOG_ADMIN_KEY=admin,
+        **unlimited,
+    )
+    procs.start(*SERVICES)
+    try:
+        meter = CpuMeter(env, procs)
+        surfaces = asyncio.run(drive(env, settings, ports, admin, meter))
+    finally:
+        procs.stop_all()
+    ceiling = (
+        (env.results.get("kafka_ceiling") or {})
+        .get("produce_consume", {})
+        .get("median_records_per_s")
+    )
+    headline = {
+        s: (b["offered_per_s"] if (b := best(steps)) else 0) for s, steps in surfaces.items()
+    }
+    figures = {
+        "step_seconds": STEP_SECONDS,
+        "connections": CONNECTIONS,
+        "symbols": len(SYMBOLS),
+        "partitions": settings.partitions,
+        "rate_limits": "raised for the generator's clients",
+        "max_sustained_per_s": headline,
+        "kafka_ceiling_records_per_s": ceiling,
+        "e2e_to_ceiling": {
+            s: round(r / ceiling, 4) if ceiling else None for s, r in headline.items()
+        },
+        "steps": surfaces,
+    }
+    if env.stem is not None:
+        figures["plot"] = plot(surfaces, env.stem.with_name(env.stem.name + "-e2e.png"))
+    return figures
+
+
+def plot(surfaces: dict, path: Path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(surfaces), figsize=(12, 4.5), sharey=True)
+    for ax, (surface, steps) in zip(axes, surfaces.items(), strict=True):
+        rates = [s["offered_per_s"] for s in steps]
+        for key in ("p50", "p99", "p99.9", "max"):
+            ax.plot(rates, [s["latency_ms"][key] for s in steps], marker="o", label=key)
+        ax.axhline(P99_LIMIT_MS, color="grey", linestyle="--", linewidth=0.8)
+        ax.set(
+            title=f"{surface}: latency vs offered rate",
+            xlabel="offered orders/s",
+            ylabel="ms (due time -> decision)",
+            yscale="log",
+        )
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path.name
+
+
+def summary(figures: dict) -> str:
+    lines = [
+        f"Max sustained rate (p99 < {P99_LIMIT_MS:.0f} ms, no backlog): "
+        + ", ".join(f"{s} {r}/s" for s, r in figures["max_sustained_per_s"].items())
+        + f"; Kafka ceiling {figures['kafka_ceiling_records_per_s']} records/s.",
+        "",
+        "| surface | offered/s | achieved/s | p50 ms | p99 ms | p99.9 ms | max ms | "
+        "projection lag p50/p99 ms | sustained |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for surface, steps in figures["steps"].items():
+        for s in steps:
+            lat, lag = s["latency_ms"], s["projection_lag_ms"]
+            lines.append(
+                f"| {surface} | {s['offered_per_s']} | {s['achieved_per_s']} | "
+                f"{lat['p50']} | {lat['p99']} | {lat['p99.9']} | {lat['max']} | "
+                f"{lag['p50']}/{lag['p99']} | {s['sustained']} |"
+            )
+    lines += ["", "CPU µs per order at the highest sustained step:", ""]
+    for surface, steps in figures["steps"].items():
+        step = best(steps) or steps[0]
+        lines.append(
+            f"- {surface} @ {step['offered_per_s']}/s: "
+            + ", ".join(
+                f"{k} {v}"
+                for k, v in sorted(step["cpu_us_per_order"].items(), key=lambda kv: -kv[1])
+            )
+        )
+    if figures.get("plot"):
+        lines += ["", f"![latency vs offered rate]({figures['plot']})"]
+    return "\n".join(lines)
