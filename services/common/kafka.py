@@ -36,7 +36,9 @@ def consumer_config(settings: Settings, group: str | None, **extra: Any) -> dict
         "isolation.level": "read_committed",
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
-        "fetch.wait.max.ms": 10,  # read_committed data appears at commit; do not sit on it
+        # A fetch returns as soon as committed data arrives, so a long wait costs no latency;
+        # a short one costs the broker CPU (measured: 10 ms ~ 30% of a core per idle consumer).
+        "fetch.wait.max.ms": 100,
         "receive.message.max.bytes": MAX_RECORD_BYTES + 1_000_000,
         # a restarted instance rejoins at once (static membership); a dead one is noticed in 10 s
         "session.timeout.ms": 10_000,
