@@ -61,11 +61,14 @@ Subscriber = Callable[[Event], None]
 class _Tail:
     """A thread reading one topic from its end, handing batches of events to the loop."""
 
-    def __init__(self, settings: Settings, topic: str, codec: Codec, deliver) -> None:
+    def __init__(
+        self, settings: Settings, topic: str, codec: Codec, deliver, wanted=lambda key: True
+    ) -> None:
         self.topic = topic
         self.codec = codec
         self.deliver = deliver
-        self.consumer = Consumer(consumer_config(settings, None, **{"fetch.wait.max.ms": 5}))
+        self.wanted = wanted  # key -> whether anyone listens: skip decoding the rest
+        self.consumer = Consumer(consumer_config(settings, None))
         self.start_offsets: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"tail-{topic}", daemon=True)
@@ -100,6 +103,9 @@ class _Tail:
                     if error.code() != KafkaError._PARTITION_EOF:
                         log.warning("%s: %s", self.topic, error)
                     continue
+                key = message.key()
+                if key is not None and not self.wanted(key.decode(errors="replace")):
+                    continue
                 try:
                     name, record = self.codec.decode(message.value())
                 except CodecError as exc:
@@ -133,7 +139,11 @@ class Bus:
             settings, settings.topic("account.events"), self.codec, self._from_thread(self._decide)
         )
         self.market_tail = _Tail(
-            settings, settings.topic("market.events"), self.codec, self._from_thread(self._publish)
+            settings,
+            settings.topic("market.events"),
+            self.codec,
+            self._from_thread(self._publish),
+            wanted=self.market_subscribers.__contains__,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
