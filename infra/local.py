@@ -131,8 +131,7 @@ class LocalKafka:
                 self._java(
                     "kafka.tools.StorageTool",
                     "format",
-                    "-t",
-                    cluster_id,
+                    f"--cluster-id={cluster_id}",  # "=": an id may start with "-"
                     "-c",
                     str(props),
                     "--ignore-formatted",
