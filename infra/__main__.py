@@ -60,6 +60,8 @@ def service_env() -> dict[str, str]:
         MARKETLOG_RUN_DIR=str(RUN_DIR),
         PYTHONPATH=str(ROOT),
         MARKETLOG_ADMIN_KEY=admin_key(),
+        # the Procfile's `python` is this interpreter (the venv's), not whatever PATH finds first
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
     )
     return env
 
