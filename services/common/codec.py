@@ -6,6 +6,13 @@ schemas live in ``schemas/*.avsc`` (one record type per file) and every released
 in ``schemas/history/<fullname>/<fingerprint>.avsc``, so a record written by any released version
 stays readable (Avro schema resolution from the old writer schema to the current reader schema).
 
+Every current schema is compiled at start into straight-line Python (``services.common.avro``):
+``Codec.encode``/``decode`` write and read exactly fastavro's bytes and dicts several times faster,
+and processors get two cheaper forms: ``decode_enveloped`` also returns the input's envelope as
+bytes (``keyed`` re-keys it for an output), and ``values_encoder`` writes a record from a tuple of
+its field values. Records written by an older released version go through fastavro's schema
+resolution. Malformed bytes (bytes left over included) raise ``CodecError``, nothing else.
+
 ``python -m services.common.codec release`` records the current version of every schema in the
 history together with an encoded sample (``tests/unit/schema_samples``) that the compatibility test
 decodes forever after.
@@ -16,7 +23,8 @@ from __future__ import annotations
 import io
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +32,24 @@ from fastavro import schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 from fastavro.schema import fingerprint, load_schema, parse_schema, to_parsing_canonical_form
 
+from .avro import (
+    CodecError,
+    Unsupported,
+    compile_reader,
+    compile_values_writer,
+    compile_writer,
+    str_bytes,
+)
+
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_DIR = ROOT / "schemas"
 HISTORY_DIR = SCHEMA_DIR / "history"
 SAMPLE_DIR = ROOT / "tests" / "unit" / "schema_samples"
 MAGIC = b"\xc3\x01"
 HEADER_LEN = len(MAGIC) + 8
+ENVELOPE = "marketlog.Envelope"
 
 Record = dict[str, Any]
-
-
-class CodecError(ValueError):
-    """A payload that is not a Marketlog record, or a record that does not fit its schema."""
 
 
 def _fingerprint(schema: dict) -> bytes:
@@ -58,8 +72,37 @@ def load_current(schema_dir: Path = SCHEMA_DIR) -> dict[str, dict]:
     }
 
 
+def record_fields(name: str, schema_dir: Path = SCHEMA_DIR) -> tuple[str, ...]:
+    """The field names of a current record type, in schema order (values tuples follow it)."""
+    return tuple(f["name"] for f in json.loads((schema_dir / f"{name}.avsc").read_text())["fields"])
+
+
+# An input record's envelope as it came off the wire, for the records it causes: they copy its
+# command_id, ts and reply_to as bytes, re-keyed (``keyed``), instead of encoding them again.
+# (the record's bytes, where the envelope begins, where its key begins and ends, where it ends,
+# the key): a plain tuple, made by the compiled reader at no cost.
+Envelope = tuple[bytes, int, int, int, int, str]
+
+
+def keyed(envelope: Envelope, key: str) -> bytes:
+    """The encoded envelope of an output record keyed by key."""
+    d, start, key_start, key_end, end, own = envelope
+    if key == own:
+        return d[start:end]
+    return d[start:key_start] + str_bytes(key) + d[key_end:end]
+
+
+Encoder = Callable[[Any], bytes]
+
+
 class Codec:
-    """Encodes records by schema fullname; decodes any released version to the current shape."""
+    """Encodes records by schema fullname; decodes any released version to the current shape.
+
+    Every current schema is compiled (services.common.avro) into readers, a dict writer and a
+    values writer; fastavro is kept for records written by an older released version (schema
+    resolution) and for any schema the compiler does not handle (tests/unit/test_avro.py checks
+    that every current one is compiled).
+    """
 
     def __init__(self, schema_dir: Path = SCHEMA_DIR, history_dir: Path = HISTORY_DIR) -> None:
         self.schemas = load_current(schema_dir)
@@ -74,11 +117,98 @@ class Codec:
                 continue
             writer = parse_schema(json.loads(path.read_text()), named_schemas={})
             self._readers[fp] = (name, writer, self.schemas[name])
+        # header -> (fullname, reader, and for records with an envelope: the reader that marks
+        # it, the one that also gives the fields as a tuple)
+        self._compiled: dict[bytes, tuple[str, Callable, Callable | None, Callable | None]] = {}
+        self._encoders: dict[str, Encoder] = {}
+        self._values: dict[str, Callable[..., bytes]] = {}
+        for name, schema in self.schemas.items():
+            self._compile(name, schema)
+        envelope = self.schemas[ENVELOPE]
+        self._envelope = compile_writer(envelope, ENVELOPE)
+        # an envelope alone, read as the first field of a record: where its key is
+        holder = {"type": "record", "name": "Holder", "fields": [{"name": "e", "type": envelope}]}
+        self._split_envelope = compile_reader(holder, ENVELOPE, split="key")
+
+    def _compile(self, name: str, schema: dict) -> None:
+        header = self._header[name]
+        try:
+            self._encoders[name] = compile_writer(schema, name, header)
+            self._values[name] = compile_values_writer(schema, name, header)
+        except Unsupported:
+            self._encoders[name] = partial(self._encode_fastavro, name)
+        try:
+            read = compile_reader(schema, name)
+        except Unsupported:
+            return
+        marked = as_tuple = None
+        if schema["fields"] and schema["fields"][0]["name"] == "envelope":
+            marked = compile_reader(schema, name, split="key")
+            as_tuple = compile_reader(schema, name, split="key", as_tuple=True)
+        self._compiled[header] = (name, read, marked, as_tuple)
 
     def fingerprint(self, name: str) -> bytes:
         return self._header[name][2:]
 
+    def fields(self, name: str) -> tuple[str, ...]:
+        """The record type's field names in schema order: the order of its values tuples."""
+        return tuple(f["name"] for f in self.schemas[name]["fields"])
+
     def encode(self, name: str, record: Record) -> bytes:
+        write = self._encoders.get(name)
+        if write is None:
+            raise CodecError(f"unknown record type {name}")
+        return write(record)
+
+    def values_encoder(self, name: str) -> Callable[..., bytes]:
+        """(the record's field values in schema order, its envelope already encoded as from
+        keyed()) -> the record's bytes; or (values, the envelope encoded) to write a tuple
+        whose first value is the envelope dict. For processors' outputs: no dicts to build."""
+        try:
+            return self._values[name]
+        except KeyError:
+            raise CodecError(f"{name}: no compiled encoder") from None
+
+    def encode_envelope(self, env: Record) -> Envelope:
+        """An envelope dict kept encoded, for outputs of a record that was not decoded here."""
+        return self._split_envelope(self._envelope(env), 0)[1]
+
+    def decode(self, data: bytes) -> tuple[str, Record]:
+        try:
+            found = self._compiled.get(data[:HEADER_LEN])
+        except TypeError:  # unhashable: a bytearray or memoryview, or not bytes at all
+            data = _as_bytes(data)
+            found = self._compiled.get(data[:HEADER_LEN])
+        if found is None:
+            return self._decode_fastavro(data)
+        return found[0], found[1](data, HEADER_LEN)
+
+    def decode_enveloped(
+        self, data: bytes, as_tuple: bool = False
+    ) -> tuple[str, Record | tuple, Envelope | None]:
+        """decode(), and the record's envelope kept encoded (None if it has none). as_tuple: the
+        record as its field values in schema order, the order of values_encoder's tuples."""
+        try:
+            found = self._compiled.get(data[:HEADER_LEN])
+        except TypeError:  # unhashable: a bytearray or memoryview, or not bytes at all
+            data = _as_bytes(data)
+            found = self._compiled.get(data[:HEADER_LEN])
+        read = None if found is None else found[3 if as_tuple else 2]
+        if read is None:
+            name, record, envelope = self._decode_keeping_envelope(data)
+            if as_tuple:
+                return name, tuple(record[field] for field in self.fields(name)), envelope
+            return name, record, envelope
+        record, envelope = read(data, HEADER_LEN)
+        return found[0], record, envelope
+
+    def _decode_keeping_envelope(self, data: bytes) -> tuple[str, Record, Envelope | None]:
+        """Records of an older version, or without an envelope: the envelope encoded again."""
+        name, record = self.decode(data)
+        env = record.get("envelope")
+        return name, record, self.encode_envelope(env) if isinstance(env, dict) else None
+
+    def _encode_fastavro(self, name: str, record: Record) -> bytes:
         out = io.BytesIO()
         out.write(self._header[name])
         try:
@@ -87,7 +217,8 @@ class Codec:
             raise CodecError(f"{name}: {exc}") from exc
         return out.getvalue()
 
-    def decode(self, data: bytes) -> tuple[str, Record]:
+    def _decode_fastavro(self, data: bytes) -> tuple[str, Record]:
+        """A record of an older schema version (or of a schema not compiled): schema resolution."""
         if len(data) < HEADER_LEN or data[:2] != MAGIC:
             raise CodecError("not an Avro single-object encoded record")
         entry = self._readers.get(data[2:HEADER_LEN])
@@ -97,9 +228,18 @@ class Codec:
         body = io.BytesIO(data)
         body.seek(HEADER_LEN)
         try:
-            return name, schemaless_reader(body, writer, reader)
+            record = schemaless_reader(body, writer, reader)
         except (ValueError, TypeError, EOFError, IndexError, SchemaResolutionError) as exc:
             raise CodecError(f"{name}: cannot decode: {exc}") from exc
+        if body.tell() != len(data):
+            raise CodecError(f"{name}: {len(data) - body.tell()} bytes after the record")
+        return name, record
+
+
+def _as_bytes(data: Any) -> bytes:
+    if isinstance(data, bytearray | memoryview):
+        return bytes(data)
+    raise CodecError(f"not a record: {type(data).__name__}")
 
 
 def sample_value(schema: Any) -> Any:

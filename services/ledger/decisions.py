@@ -1,110 +1,44 @@
 """What the ledger core emits: decisions as plain tuples, cheap to make in the hot path.
 
 A decision is ``(topic role, key, record name, values)``: ``values`` are the record's fields in
-the order of ``FIELDS[record name]`` (the Avro schema's order), starting with the envelope of the
-input record that caused it. The envelope is re-keyed to the decision's key when it is rendered
-(``as_record``), so the core never copies an envelope. ``services.ledger.wire`` encodes them.
+the order of its Avro schema (``FIELDS[record name]``, read from ``schemas/``), starting with the
+envelope of the input record that caused it. The envelope is re-keyed to the decision's key when
+it is rendered (``as_record``), so the core never copies an envelope. The shell encodes the values
+with the shared codec's values encoder (``services.ledger.service.Wire``).
 """
 
 from __future__ import annotations
+
+from services.common.codec import record_fields
 
 ACCOUNT_EVENTS = "account.events"
 MATCH_COMMANDS = "match.commands"
 
 A = "marketlog.account."
 M = "marketlog.match."
+# every record the core emits -> its field names: its values tuples follow the schema's order
+FIELDS: dict[str, tuple[str, ...]] = {}
 
-ACCOUNT_CREATED = A + "AccountCreated"
-CASH_DEPOSITED = A + "CashDeposited"
-CASH_WITHDRAWN = A + "CashWithdrawn"
-COMMAND_REJECTED = A + "CommandRejected"
-ORDER_ACCEPTED = A + "OrderAccepted"
-ORDER_CLOSED = A + "OrderClosed"
-ORDER_FILLED = A + "OrderFilled"
-ORDER_REDUCED = A + "OrderReduced"
-SHARES_ISSUED = A + "SharesIssued"
-SYMBOL_CREATED = A + "SymbolCreated"
-MATCH_PLACE = M + "PlaceOrder"
-MATCH_CANCEL = M + "CancelOrder"
-MATCH_REDUCE = M + "ReduceOrder"
-MATCH_REPLACE = M + "ReplaceOrder"
 
-BALANCES = ("cash_available", "cash_held", "shares_available", "shares_held")
-FIELDS: dict[str, tuple[str, ...]] = {
-    ACCOUNT_CREATED: ("envelope", "balance", "api_key_hash"),
-    CASH_DEPOSITED: ("envelope", "amount", "cash_available"),
-    CASH_WITHDRAWN: ("envelope", "amount", "cash_available"),
-    COMMAND_REJECTED: ("envelope", "command", "reason", "order_id", "duplicate"),
-    ORDER_ACCEPTED: (
-        "envelope",
-        "order_id",
-        "client_order_id",
-        "symbol",
-        "side",
-        "price",
-        "qty",
-        "tif",
-        "expire_ts",
-        "post_only",
-        "stp",
-        "budget",
-        "hold",
-        "replaces",
-        "duplicate",
-        *BALANCES,
-    ),
-    ORDER_CLOSED: (
-        "envelope",
-        "order_id",
-        "symbol",
-        "side",
-        "qty",
-        "reason",
-        "released",
-        *BALANCES,
-    ),
-    ORDER_FILLED: (
-        "envelope",
-        "order_id",
-        "symbol",
-        "side",
-        "price",
-        "qty",
-        "remaining",
-        "seq",
-        "role",
-        *BALANCES,
-    ),
-    ORDER_REDUCED: (
-        "envelope",
-        "order_id",
-        "symbol",
-        "side",
-        "qty",
-        "remaining",
-        "released",
-        *BALANCES,
-    ),
-    SHARES_ISSUED: ("envelope", "symbol", "qty", "shares_available"),
-    SYMBOL_CREATED: ("envelope", "tick", "lot", "created"),
-    MATCH_PLACE: (
-        "envelope",
-        "account",
-        "order_id",
-        "side",
-        "price",
-        "qty",
-        "tif",
-        "expire_ts",
-        "post_only",
-        "stp",
-        "budget",
-        "lot",
-    ),
-    MATCH_CANCEL: ("envelope", "account", "order_id"),
-    MATCH_REDUCE: ("envelope", "account", "order_id", "qty"),
-    MATCH_REPLACE: ("envelope", "account", "order_id", "new_order_id", "price", "qty"),
-}
+def _emitted(name: str) -> str:
+    FIELDS[name] = record_fields(name)
+    return name
+
+
+ACCOUNT_CREATED = _emitted(A + "AccountCreated")
+CASH_DEPOSITED = _emitted(A + "CashDeposited")
+CASH_WITHDRAWN = _emitted(A + "CashWithdrawn")
+COMMAND_REJECTED = _emitted(A + "CommandRejected")
+ORDER_ACCEPTED = _emitted(A + "OrderAccepted")
+ORDER_CLOSED = _emitted(A + "OrderClosed")
+ORDER_FILLED = _emitted(A + "OrderFilled")
+ORDER_REDUCED = _emitted(A + "OrderReduced")
+SHARES_ISSUED = _emitted(A + "SharesIssued")
+SYMBOL_CREATED = _emitted(A + "SymbolCreated")
+MATCH_PLACE = _emitted(M + "PlaceOrder")
+MATCH_CANCEL = _emitted(M + "CancelOrder")
+MATCH_REDUCE = _emitted(M + "ReduceOrder")
+MATCH_REPLACE = _emitted(M + "ReplaceOrder")
 
 Decision = tuple[str, str, str, tuple]
 

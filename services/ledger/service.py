@@ -3,25 +3,51 @@
 Input ``ledger.commands`` (key account); decisions to ``account.events`` (key account, or symbol
 for SymbolCreated) and held orders to ``match.commands`` (key symbol); snapshots of each
 partition's state to ``ledger.snapshots``. The loop says how many partitions there are.
+Records go through the shared compiled codec (``Wire`` below is the ledger's glue to it).
 """
 
 from __future__ import annotations
 
 import logging
 
-from services.common.codec import CodecError
+from services.common.codec import Codec, CodecError, Envelope, keyed
 from services.common.config import Settings
 from services.common.processor import Output
 
 from . import persist
-from .decisions import ACCOUNT_EVENTS, COMMAND_REJECTED, MATCH_COMMANDS
+from .decisions import ACCOUNT_EVENTS, COMMAND_REJECTED, FIELDS, MATCH_COMMANDS, Decision
 from .state import Ledger
-from .wire import Wire
 
 log = logging.getLogger(__name__)
 
 # settlements the ledger refuses only when the matcher and the ledger disagree (a bug)
 _SUSPECT = {"Fill", "OrderClosed", "OrderReduced"}
+
+
+class Wire:
+    """The ledger's records through the shared Codec; decisions encoded from their values tuples.
+
+    The envelope of the last record decoded is kept encoded: decisions about it (nearly all of
+    them) copy its command_id, ts and reply_to as bytes, re-keyed to the decision's key.
+    """
+
+    def __init__(self, codec: Codec | None = None) -> None:
+        self.codec = codec or Codec()
+        self._write = {name: self.codec.values_encoder(name) for name in FIELDS}
+        self._env: dict | None = None
+        self._raw: Envelope | None = None
+
+    def decode(self, value: bytes) -> tuple[str, dict]:
+        """(record name, record); raises CodecError for bytes that are not a known record."""
+        name, record, self._raw = self.codec.decode_enveloped(value)
+        self._env = record.get("envelope")
+        return name, record
+
+    def encode(self, decision: Decision) -> bytes:
+        _, key, name, values = decision
+        env = values[0]
+        raw = self._raw if env is self._env else self.codec.encode_envelope(env)
+        return self._write[name](values, keyed(raw, key))
 
 
 class LedgerPartition:

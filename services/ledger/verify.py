@@ -64,7 +64,7 @@ def records(settings: Settings, topic: str) -> Iterator:
 def stream_of(core: LedgerCore, topic: str, key: str, value: bytes, partitions: int) -> Stream:
     if topic != core.topics["match.commands"]:
         return topic, key, -1
-    order_id = core.wire.decode(value)[1]["order_id"]
+    order_id = core.wire.codec.decode(value)[1]["order_id"]
     return topic, key, (order_id - 1) % partitions
 
 

@@ -28,22 +28,11 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from services.common.codec import Codec
+from services.common.codec import Codec, CodecError
 from services.common.config import Settings
 from services.common.kafka import consumer_config
 
-from .service import MatcherCore, MatcherPartition
-
-OUTPUTS = (
-    "marketlog.market.Trade",
-    "marketlog.market.OrderRested",
-    "marketlog.market.OrderCancelled",
-    "marketlog.market.OrderReduced",
-    "marketlog.ledger.Fill",
-    "marketlog.ledger.OrderClosed",
-    "marketlog.ledger.OrderReduced",
-    "marketlog.ledger.MatchRejected",
-)
+from .service import OUTPUTS, MatcherCore, MatcherPartition
 
 
 @dataclass
@@ -134,7 +123,7 @@ def start_state(
     best = None
     if start > 0:
         for record in read_partition(settings, core.snapshot_topic, partition):
-            snap = core.wire.codec.decode(record.value())[1]
+            snap = core.codec.decode(record.value())[1]
             usable = snap["partition"] == partition and snap["offset"] <= start
             if usable and (best is None or snap["offset"] >= best["offset"]):
                 best = snap
@@ -184,7 +173,7 @@ def _rerun(settings: Settings, core: MatcherCore, partition: int, start: int, en
             last = record.offset() + 1
             env = _envelope(state, record.value())
             if env is not None:
-                commands.add((env.key, env.command_id))
+                commands.add((env["key"], env["command_id"]))
     report = Report(partition, start, last if end is None else end, snap, len(expected))
     symbols = set(state.exchange.books) | {symbol for symbol, _ in commands}
     return _Rerun(report, expected, commands, symbols)
@@ -195,7 +184,7 @@ def verify(
 ) -> list[Report]:
     """Re-run each input partition's range and compare with the log (read once for all)."""
     core = MatcherCore(settings)
-    codec = core.wire.codec
+    codec = core.codec
     reruns = [_rerun(settings, core, p, start, end) for p in partitions]
     logged = logged_outputs(settings, codec, set().union(*(r.symbols for r in reruns)))
     for r in reruns:
@@ -210,10 +199,10 @@ def verify_partition(
     return verify(settings, [partition], start, end)[0]
 
 
-def _envelope(state: MatcherPartition, value: bytes):
+def _envelope(state: MatcherPartition, value: bytes) -> dict | None:
     try:
-        return state.wire.decode(value)[1]
-    except ValueError:
+        return state.codec.decode(value)[1].get("envelope")
+    except CodecError:
         return None
 
 

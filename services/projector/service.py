@@ -22,12 +22,12 @@ from collections.abc import Sequence
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from services.common.codec import Codec
 from services.common.config import Settings
 from services.common.kafka import consumer_config
 from services.common.metrics import ProcessorMetrics
 
 from . import schema, store
-from .decoding import Decoder
 from .rows import ACCOUNT, MARKET, Batch, Event, fold
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class Projector:
             settings.topic("account.events"): ACCOUNT,
             settings.topic("market.events"): MARKET,
         }
-        self.decoder = Decoder()
+        self.codec = Codec()  # compiled readers for the current schemas
         self.conn = schema.connect(settings.database_url, target)  # reads offsets
         self.writer = Writer(settings, target, self.group, notify)
         self.position: dict[Key, int] = {}  # next offset to fold, per owned partition
@@ -208,7 +208,7 @@ class Projector:
         return len(events)
 
     def _decode(self, records: Sequence) -> tuple[list[Event], list[store.Span]]:
-        decode, sources, position = self.decoder.decode, self.sources, self.position
+        decode, sources, position = self.codec.decode, self.sources, self.position
         events: list[Event] = []
         ranges: dict[Key, list[int]] = {}
         for record in records:

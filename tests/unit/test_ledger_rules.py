@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 
 import pytest
 
-from services.common.codec import SCHEMA_DIR
 from services.common.money import CASH_SCALE, MAX_UNITS, PRICE_SCALE, QTY_SCALE
 from services.ledger import records as r
 from services.ledger.audit import conservation_problems, partition_problems
-from services.ledger.decisions import FIELDS, as_record
+from services.ledger.decisions import as_record
 from services.ledger.state import Ledger
 
 
@@ -573,12 +571,6 @@ def test_each_partition_admits_its_share_of_the_range():
 
 
 # -- the shape of what the core emits --
-def test_decision_fields_follow_the_avro_schemas():
-    for name, fields in FIELDS.items():
-        schema = json.loads((SCHEMA_DIR / f"{name}.avsc").read_text())
-        assert fields == tuple(f["name"] for f in schema["fields"]), name
-
-
 def test_unknown_record_names_are_not_handled():
     ledger = Ledger()
     assert not ledger.handles("marketlog.market.Trade")

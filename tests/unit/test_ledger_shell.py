@@ -12,9 +12,8 @@ from services.common.config import Settings
 from services.ledger import persist
 from services.ledger import records as r
 from services.ledger.decisions import as_record
-from services.ledger.service import LedgerCore
+from services.ledger.service import LedgerCore, Wire
 from services.ledger.simulation import Exchange, random_session
-from services.ledger.wire import Wire
 
 CODEC = Codec()
 
