@@ -121,7 +121,7 @@ class Projector:
         *,
         target: str = schema.LIVE,
         batch_records: int = 20_000,
-        batch_seconds: float = 0.01,
+        batch_seconds: float = 0.05,
         notify: bool = True,
     ) -> None:
         self.settings = settings
