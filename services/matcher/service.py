@@ -170,9 +170,10 @@ def processor(settings: Settings) -> Processor:
     return Processor(
         MatcherCore(settings),
         settings,
-        batch_records=int(env("MATCHER_BATCH_RECORDS", "20000")),  # big batches under backlog
-        snapshot_records=int(env("MATCHER_SNAPSHOT_RECORDS", "50000")),
-        snapshot_seconds=float(env("MATCHER_SNAPSHOT_SECONDS", "30")),
+        # big batches under backlog
+        batch_records=int(env("MARKETLOG_MATCHER_BATCH_RECORDS", "20000")),
+        snapshot_records=int(env("MARKETLOG_MATCHER_SNAPSHOT_RECORDS", "50000")),
+        snapshot_seconds=float(env("MARKETLOG_MATCHER_SNAPSHOT_SECONDS", "30")),
     )
 
 

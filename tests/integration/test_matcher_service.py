@@ -128,9 +128,9 @@ def test_kill_9_while_commands_flow_keeps_the_output_exact(settings):
     def start(instance: str):
         env = settings_env(
             settings,
-            MATCHER_BATCH_RECORDS="300",
-            MATCHER_SNAPSHOT_RECORDS="1500",
-            MATCHER_SNAPSHOT_SECONDS="2",
+            MARKETLOG_MATCHER_BATCH_RECORDS="300",
+            MARKETLOG_MATCHER_SNAPSHOT_RECORDS="1500",
+            MARKETLOG_MATCHER_SNAPSHOT_SECONDS="2",
         )
         env["MARKETLOG_INSTANCE"] = instance  # its own transactional id and group member id
         return subprocess.Popen(
@@ -178,7 +178,7 @@ def test_kill_9_while_commands_flow_keeps_the_output_exact(settings):
 def test_verify_reports_a_tampered_log(settings):
     commands = match_commands(3, 150)
     produce(settings, commands, pause_every=0, pause=0)
-    env = settings_env(settings, MATCHER_SNAPSHOT_RECORDS="100")
+    env = settings_env(settings, MARKETLOG_MATCHER_SNAPSHOT_RECORDS="100")
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.matcher", "serve"],
         env=env,

@@ -94,7 +94,10 @@ def query(settings, sql: str, *args) -> list[tuple]:
 def pipeline(settings, database_url, tmp_path):
     settings = dataclasses.replace(settings, database_url=database_url)
     procs = ServiceProcs(
-        settings, tmp_path, MARKETLOG_LEDGER_SNAPSHOT_RECORDS="500", MATCHER_SNAPSHOT_RECORDS="500"
+        settings,
+        tmp_path,
+        MARKETLOG_LEDGER_SNAPSHOT_RECORDS="500",
+        MARKETLOG_MATCHER_SNAPSHOT_RECORDS="500",
     )
     procs.start(*PROCESSORS)
     yield settings, procs
