@@ -25,7 +25,7 @@ from bench.loadgen import HttpClient, StepResult, XmlClient
 from tests.support import ServiceProcs, free_port
 
 SERVICES = ("projector", "ledger", "matcher", "gateway")
-RATES = [250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000, 12000, 16000, 20000]
+RATES = [100, 250, 500, 750, 1000, 1500, 2000, 3000, 4000, 6000, 8000, 12000, 16000, 20000]
 STEP_SECONDS = 10.0
 WARM_UP_RATE, WARM_UP_SECONDS = 300, 30.0
 CONNECTIONS = 200
