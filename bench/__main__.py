@@ -1,11 +1,11 @@
-"""`python -m bench [suite ...]`: run benchmark suites, write bench/results/<date>-<host>.json.
+"""`python -m bench [suite ...]`: run suites, write bench/results/<date>T<HHMM>-<host>.json.
 
 A suite is a module ``bench/<name>.py`` with ``run(env: BenchEnv) -> dict`` returning its figures
 (plain JSON values; rates in records per second, latencies in milliseconds, each with the inputs
 that produced it), and optionally ``summary(figures) -> str``, its markdown for the run's report
-(bench/results/<date>-<host>.md). Every suite of one invocation shares one broker and database
-(fresh topics each) and sees the figures of the suites before it (``env.results``), so ratios are
-taken within one run. Speed is only ever measured here, never asserted by tests.
+(bench/results/<date>T<HHMM>-<host>.md). Every suite of one invocation shares one broker and
+database (fresh topics each) and sees the figures of the suites before it (``env.results``), so
+ratios are taken within one run. Speed is only ever measured here, never asserted by tests.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ def main(names: list[str]) -> int:
     now = dt.datetime.now(dt.UTC)
     results = {"date": now.isoformat(timespec="seconds"), "machine": machine(), "suites": {}}
     RESULTS.mkdir(exist_ok=True)
-    stem = f"{now:%Y-%m-%d}-{socket.gethostname()}" + ("-" + "-".join(names) if names else "")
+    # the minute too: a later run the same day never overwrites an earlier one
+    stem = f"{now:%Y-%m-%dT%H%M}-{socket.gethostname()}" + ("-" + "-".join(names) if names else "")
     report = [f"# Benchmarks {results['date']}", "", f"Machine: `{json.dumps(results['machine'])}`"]
     started_all = time.monotonic()
     with BenchEnv(results["suites"], RESULTS / stem) as env:
