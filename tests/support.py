@@ -36,6 +36,17 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
+def run_cli(settings: Settings, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m <args>`` (a service's command line) against these settings, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def create_topics(
     settings: Settings, partitions: int, *names: str, compacted: bool = False
 ) -> None:

@@ -17,7 +17,7 @@ from services.common.codec import Codec
 from services.common.kafka import PARTITIONER
 from services.matcher.service import MatcherCore
 from services.matcher.verify import verify, verify_partition
-from tests.support import read_all, settings_env, wait_until
+from tests.support import read_all, run_cli, settings_env, wait_until
 from tests.unit.reference_book import random_stream
 
 pytestmark = pytest.mark.integration
@@ -197,12 +197,6 @@ def test_verify_reports_a_tampered_log(settings):
     forged = read_all(settings, settings.topic("market.events"))[0]
     producer.produce(settings.topic("market.events"), forged.value(), forged.key())
     producer.flush()
-    cli = subprocess.run(
-        [sys.executable, "-m", "services.matcher", "verify"],
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    cli = run_cli(settings, "services.matcher", "verify", timeout=120)
     assert cli.returncode == 1, cli.stdout + cli.stderr
     assert "logged 2 times" in cli.stdout

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,7 +20,7 @@ from services.common.codec import Codec
 from services.common.kafka import producer_config
 from services.common.money import CASH_SCALE, PRICE_SCALE, QTY_SCALE
 from services.projector.schema import contents
-from tests.support import ServiceProcs, read_all, settings_env, wait_until
+from tests.support import ServiceProcs, read_all, run_cli, wait_until
 
 pytestmark = pytest.mark.integration
 CODEC = Codec()
@@ -217,16 +215,6 @@ def _last_per_partition(settings, topic: str) -> list:
     for record in read_all(settings, topic):
         last[record.partition()] = record
     return list(last.values())
-
-
-def run_cli(settings, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", *args],
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_kill_9_of_every_processor_keeps_the_books_exact(pipeline):

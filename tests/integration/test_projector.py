@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 import threading
 
 import psycopg
@@ -12,7 +10,7 @@ import pytest
 
 from services.common.money import parse_price, parse_qty
 from services.projector import audit, rows, schema, service, store, synth
-from tests.support import settings_env, wait_until
+from tests.support import run_cli, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -222,13 +220,7 @@ def test_audit_names_the_culprit_of_a_tampered_history(cfg):
     for check, who in culprits:
         assert any(line.startswith(check) and who in line for line in lines), (check, lines)
     assert not any("account 1001" in line or "account 1002" in line for line in lines), lines
-    cli = subprocess.run(
-        [sys.executable, "-m", "services.projector", "audit"],
-        env=settings_env(cfg),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    cli = run_cli(cfg, "services.projector", "audit", timeout=60)
     assert cli.returncode == 1 and "account 1003" in cli.stdout, cli.stdout + cli.stderr
 
 
