@@ -1,0 +1,79 @@
+"""Steady XML load against a running Marketlog, for profiling one rate at a time.
+
+    MARKETLOG_XML_RATE=1000000 MARKETLOG_XML_BURST=1000000 python -m infra up
+    python -m bench.steady --rate 250 --steps 10 --seconds 20
+
+Offers orders open-loop (bench/loadgen.py) at a fixed rate, step after step, through the XML
+gateway of the stack `python -m infra up` started (same MARKETLOG_* settings, so a private stack
+with its own MARKETLOG_STATE and ports works too), and prints per step the answer latency and
+the CPU each process spent, in cores and in µs per order. docs/performance.md was measured so.
+Each invocation opens fresh accounts, so it can be repeated against the same stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import time
+
+from bench.e2e_bench import children, cpu_seconds, xml_setup
+from bench.loadgen import StepResult
+from infra.local import STATE
+
+SERVICES = ("ledger", "matcher", "projector", "gateway")
+
+
+def process_groups() -> dict[str, list[int]]:
+    """Kafka, PostgreSQL (every backend), each service and this generator, by pid."""
+    postmaster = int((STATE / "postgres" / "data" / "postmaster.pid").read_text().split()[0])
+    groups = {
+        "kafka": [int((STATE / "kafka" / "kafka.pid").read_text())],
+        "postgres": [postmaster, *children(postmaster)],
+        "loadgen": [os.getpid()],
+    }
+    table = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    for line in table.splitlines():
+        pid, _, args = line.strip().partition(" ")
+        for name in SERVICES:
+            if args.startswith("python") and f"services.{name} serve" in args:
+                groups.setdefault(name, []).append(int(pid))
+    return groups
+
+
+def cpu(groups: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
+
+
+async def run(rate: float, steps: int, seconds: float) -> None:
+    port = int(os.environ.get("MARKETLOG_XML_PORT", "12345"))
+    client, bodies = await xml_setup(port, first_account=int(time.time()) * 1000)
+    try:
+        for step in range(1, steps + 1):
+            groups = process_groups()
+            result = StepResult("xml", rate, seconds)
+            before, started = cpu(groups), time.perf_counter()
+            await client.step(result, rate, bodies)
+            after, elapsed = cpu(groups), time.perf_counter() - started
+            summary = result.summary()
+            orders = max(1, summary["answered"])
+            spent = {name: after[name] - before[name] for name in after}
+            print(f"step {step}: {summary['achieved_per_s']}/s, latency ms {summary['latency_ms']}")
+            print("  cores   ", {name: round(s / elapsed, 2) for name, s in spent.items()})
+            print("  µs/order", {name: round(s * 1e6 / orders) for name, s in spent.items()})
+    finally:
+        client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=float, default=250.0, help="orders per second")
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=20.0, help="per step")
+    args = parser.parse_args()
+    asyncio.run(run(args.rate, args.steps, args.seconds))
+
+
+if __name__ == "__main__":
+    main()
