@@ -22,6 +22,7 @@ from pathlib import Path
 import psycopg
 
 from bench.loadgen import HttpClient, StepResult, XmlClient
+from infra.local import LocalKafka, LocalPostgres
 from tests.support import ServiceProcs, free_port
 
 SERVICES = ("projector", "ledger", "matcher", "gateway")
@@ -58,11 +59,10 @@ def children(pid: int) -> list[int]:
 class CpuMeter:
     """CPU seconds per process group: every service, Kafka, PostgreSQL, and the generator."""
 
-    def __init__(self, env, procs: ServiceProcs) -> None:
-        self.pids = {name: [proc.pid] for name, proc in procs.procs.items()}
-        self.pids["kafka"] = [int(env.kafka.pid_file.read_text())]
-        postmaster = int((env.postgres.data / "postmaster.pid").read_text().split()[0])
-        self.postmaster = postmaster
+    def __init__(self, services: dict[str, int], kafka: LocalKafka, postgres: LocalPostgres):
+        self.pids = {name: [pid] for name, pid in services.items()}
+        self.pids["kafka"] = [int(kafka.pid_file.read_text())]
+        self.postmaster = int((postgres.data / "postmaster.pid").read_text().split()[0])
         self.pids["loadgen"] = [os.getpid()]
 
     def sample(self) -> dict[str, float]:
@@ -264,7 +264,8 @@ def run(env) -> dict:
     )
     procs.start(*SERVICES)
     try:
-        meter = CpuMeter(env, procs)
+        services = {name: proc.pid for name, proc in procs.procs.items()}
+        meter = CpuMeter(services, env.kafka, env.postgres)
         surfaces = asyncio.run(drive(env, settings, ports, admin, meter))
     finally:
         procs.stop_all()

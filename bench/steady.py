@@ -18,44 +18,35 @@ import os
 import subprocess
 import time
 
-from bench.e2e_bench import children, cpu_seconds, xml_setup
+from bench.e2e_bench import CpuMeter, xml_setup
 from bench.loadgen import StepResult
-from infra.local import STATE
+from infra.local import STATE, LocalKafka, LocalPostgres
 
 SERVICES = ("ledger", "matcher", "projector", "gateway")
 
 
-def process_groups() -> dict[str, list[int]]:
-    """Kafka, PostgreSQL (every backend), each service and this generator, by pid."""
-    postmaster = int((STATE / "postgres" / "data" / "postmaster.pid").read_text().split()[0])
-    groups = {
-        "kafka": [int((STATE / "kafka" / "kafka.pid").read_text())],
-        "postgres": [postmaster, *children(postmaster)],
-        "loadgen": [os.getpid()],
-    }
+def service_pids() -> dict[str, int]:
+    """The running services by pid (honcho starts each through a shell: take the python)."""
+    found = {}
     table = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
     for line in table.splitlines():
         pid, _, args = line.strip().partition(" ")
         for name in SERVICES:
             if args.startswith("python") and f"services.{name} serve" in args:
-                groups.setdefault(name, []).append(int(pid))
-    return groups
-
-
-def cpu(groups: dict[str, list[int]]) -> dict[str, float]:
-    return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
+                found[name] = int(pid)
+    return found
 
 
 async def run(rate: float, steps: int, seconds: float) -> None:
     port = int(os.environ.get("MARKETLOG_XML_PORT", "12345"))
     client, bodies = await xml_setup(port, first_account=int(time.time()) * 1000)
+    meter = CpuMeter(service_pids(), LocalKafka(STATE / "kafka"), LocalPostgres(STATE / "postgres"))
     try:
         for step in range(1, steps + 1):
-            groups = process_groups()
             result = StepResult("xml", rate, seconds)
-            before, started = cpu(groups), time.perf_counter()
+            before, started = meter.sample(), time.perf_counter()
             await client.step(result, rate, bodies)
-            after, elapsed = cpu(groups), time.perf_counter() - started
+            after, elapsed = meter.sample(), time.perf_counter() - started
             summary = result.summary()
             orders = max(1, summary["answered"])
             spent = {name: after[name] - before[name] for name in after}
