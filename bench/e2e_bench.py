@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psycopg
 
+from bench import stages
 from bench.loadgen import HttpClient, StepResult, XmlClient
 from infra.local import LocalKafka, LocalPostgres
 from tests.support import ServiceProcs, free_port
@@ -180,12 +181,13 @@ async def http_setup(port: int, admin: str) -> tuple[HttpClient, list[bytes]]:
     return client, requests
 
 
-async def sweep(surface: str, client, payload, url: str, meter: CpuMeter) -> list[dict]:
+async def sweep(surface: str, client, payload, settings, meter: CpuMeter) -> list[dict]:
     steps, failures = [], 0
     for rate in RATES:
         result = StepResult(surface, rate, STEP_SECONDS)
+        ends = stages.log_ends(settings)
         stop = asyncio.Event()
-        lag_task = asyncio.create_task(projection_lag(url, result, stop))
+        lag_task = asyncio.create_task(projection_lag(settings.database_url, result, stop))
         before = meter.sample()
         await client.step(result, rate, payload)
         after = meter.sample()
@@ -198,6 +200,7 @@ async def sweep(surface: str, client, payload, url: str, meter: CpuMeter) -> lis
             "p99": percentile(lags, 99),
             "max": percentile(lags, 100),
         }
+        step["stages_ms"] = stages.split(settings, ends, result)
         step["cpu_us_per_order"] = {
             name: round((after[name] - before[name]) * 1e6 / max(1, step["answered"]), 1)
             for name in after
@@ -216,8 +219,7 @@ async def sweep(surface: str, client, payload, url: str, meter: CpuMeter) -> lis
     return steps
 
 
-async def drive(env, settings, ports: dict, admin: str, meter: CpuMeter) -> dict:
-    url = settings.database_url
+async def drive(settings, ports: dict, admin: str, meter: CpuMeter) -> dict:
     xml_client, bodies = await xml_setup(ports["xml"])
     http_client, requests = await http_setup(ports["http"], admin)
     try:
@@ -229,8 +231,8 @@ async def drive(env, settings, ports: dict, admin: str, meter: CpuMeter) -> dict
                 StepResult("warm-up", WARM_UP_RATE, WARM_UP_SECONDS), WARM_UP_RATE, payload
             )
         return {
-            "xml": await sweep("xml", xml_client, bodies, url, meter),
-            "http": await sweep("http", http_client, requests, url, meter),
+            "xml": await sweep("xml", xml_client, bodies, settings, meter),
+            "http": await sweep("http", http_client, requests, settings, meter),
         }
     finally:
         xml_client.close()
@@ -266,7 +268,7 @@ def run(env) -> dict:
     try:
         services = {name: proc.pid for name, proc in procs.procs.items()}
         meter = CpuMeter(services, env.kafka, env.postgres)
-        surfaces = asyncio.run(drive(env, settings, ports, admin, meter))
+        surfaces = asyncio.run(drive(settings, ports, admin, meter))
     finally:
         procs.stop_all()
     ceiling = (
@@ -347,6 +349,22 @@ def summary(figures: dict) -> str:
                 for k, v in sorted(step["cpu_us_per_order"].items(), key=lambda kv: -kv[1])
             )
         )
+    lines += ["", "Where the time goes (ms, from the log's timestamps: bench/stages.py):", ""]
+    for surface, steps in figures["steps"].items():
+        for step in (best(steps), next((s for s in steps if not s["sustained"]), None)):
+            if step and step.get("stages_ms"):
+                lines.append(f"- {surface} @ {step['offered_per_s']}/s: " + stage_line(step))
     if figures.get("plot"):
         lines += ["", f"![latency vs offered rate]({figures['plot']})"]
     return "\n".join(lines)
+
+
+def stage_line(step: dict) -> str:
+    split = step["stages_ms"]
+    return (
+        ", ".join(
+            f"{name} p50 {split[name]['p50']} p99 {split[name]['p99']}" for name in stages.STAGES
+        )
+        + "; slowest 1 %: "
+        + ", ".join(f"{name} {ms}" for name, ms in split["slowest_1pct_mean"].items())
+    )

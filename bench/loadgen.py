@@ -39,7 +39,10 @@ class StepResult:
     late: HdrHistogram = field(default_factory=lambda: HdrHistogram(1, 120_000_000, 3))
     answered_in_time: int = 0
     samples: list[tuple[int, float]] = field(default_factory=list)  # (order id, answer time)
+    # every answered order: (order id, due, answer time), for the per-stage split (bench/stages.py)
+    answers: list[tuple[int, float, float]] = field(default_factory=list)
     start: float = 0.0
+    wall_start: float = 0.0  # time.time() at `start`: perf_counter times -> the log's clock
 
     def record(self, due: float, now: float, ok: bool, order_id: int | None) -> None:
         micros = max(1, int((now - due) * 1e6))
@@ -54,8 +57,10 @@ class StepResult:
             self.answered_in_time += 1
         if not ok:
             self.errors += 1
-        elif order_id is not None and self.answered % 50 == 0:
-            self.samples.append((order_id, now))
+        elif order_id is not None:
+            self.answers.append((order_id, due, now))
+            if self.answered % 50 == 0:
+                self.samples.append((order_id, now))
 
     def summary(self) -> dict:
         def ms(hist: HdrHistogram, p: float) -> float:
@@ -85,6 +90,7 @@ async def _pace(
 ):
     """Call send(i, due) for every request due, on time, for `seconds`."""
     result.start = start = time.perf_counter()
+    result.wall_start = time.time()
     total, i = int(rate * seconds), 0
     while i < total:
         now = time.perf_counter()

@@ -6,7 +6,8 @@
 Offers orders open-loop (bench/loadgen.py) at a fixed rate, step after step, through the XML
 gateway of the stack `python -m infra up` started (same MARKETLOG_* settings, so a private stack
 with its own MARKETLOG_STATE and ports works too), and prints per step the answer latency and
-the CPU each process spent, in cores and in µs per order. docs/performance.md was measured so.
+the CPU each process spent, in cores and in µs per order, and where the latency went
+(bench/stages.py). docs/performance.md was measured so.
 Each invocation opens fresh accounts, so it can be repeated against the same stack.
 """
 
@@ -18,9 +19,11 @@ import os
 import subprocess
 import time
 
-from bench.e2e_bench import CpuMeter, xml_setup
+from bench import stages
+from bench.e2e_bench import CpuMeter, stage_line, xml_setup
 from bench.loadgen import StepResult
-from infra.local import STATE, LocalKafka, LocalPostgres
+from infra.__main__ import KAFKA, POSTGRES
+from services.common.config import Settings
 
 SERVICES = ("ledger", "matcher", "projector", "gateway")
 
@@ -40,10 +43,12 @@ def service_pids() -> dict[str, int]:
 async def run(rate: float, steps: int, seconds: float) -> None:
     port = int(os.environ.get("MARKETLOG_XML_PORT", "12345"))
     client, bodies = await xml_setup(port, first_account=int(time.time()) * 1000)
-    meter = CpuMeter(service_pids(), LocalKafka(STATE / "kafka"), LocalPostgres(STATE / "postgres"))
+    meter = CpuMeter(service_pids(), KAFKA, POSTGRES)
+    settings = Settings(kafka=KAFKA.bootstrap)  # the stack's broker, whatever the environment says
     try:
         for step in range(1, steps + 1):
             result = StepResult("xml", rate, seconds)
+            ends = stages.log_ends(settings)
             before, started = meter.sample(), time.perf_counter()
             await client.step(result, rate, bodies)
             after, elapsed = meter.sample(), time.perf_counter() - started
@@ -53,6 +58,9 @@ async def run(rate: float, steps: int, seconds: float) -> None:
             print(f"step {step}: {summary['achieved_per_s']}/s, latency ms {summary['latency_ms']}")
             print("  cores   ", {name: round(s / elapsed, 2) for name, s in spent.items()})
             print("  µs/order", {name: round(s * 1e6 / orders) for name, s in spent.items()})
+            split = stages.split(settings, ends, result)
+            if split is not None:
+                print("  stages  ", stage_line({"stages_ms": split}))
     finally:
         client.close()
 
