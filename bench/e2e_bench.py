@@ -30,7 +30,9 @@ SERVICES = ("projector", "ledger", "matcher", "gateway")
 # Low steps too: on a slow-moment VM p99 is 20-25 ms at 20-50 orders/s but over 50 ms at 100/s,
 # and a sweep starting at 100 then reports 0 however close it came.
 RATES = [25, 50, 100, 175, 250, 375, 500, 750, 1000, 1500, 2000, 3000, 4000, 8000, 12000, 20000]
-STEP_SECONDS = 10.0
+# 20 s: with the broker's pauses gone (docs/performance.md) a step meets at most one stall of the
+# VM, which in 10 s steps (p99 = the 25th-worst order at 250/s) alone failed a step.
+STEP_SECONDS = 20.0
 WARM_UP_RATE, WARM_UP_SECONDS = 300, 60.0
 CONNECTIONS = 200
 SYMBOLS = [f"B{i}" for i in range(4)]
