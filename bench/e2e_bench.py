@@ -4,10 +4,11 @@ Ledger, matcher, projector and gateway run as processes against the bench broker
 an open-loop generator (bench/loadgen.py) offers orders at fixed rates, step by step, until the
 system saturates. Per step: latency from each order's due time to its decision's answer
 (HdrHistogram p50/p99/p99.9/max), the achieved rate, the projection lag (answer -> the order's
-row visible in PostgreSQL, sampled), and the CPU each process spent per order — where the time
-goes. A rate is *sustained* when everything offered was answered within the step, the achieved
-rate is within 5% of the offered one, p99 < 50 ms, and the last third's p99 is under 50 ms too
-(no growing backlog).
+row visible in PostgreSQL, sampled), the CPU each process spent per order, and each order's
+latency split by stage from the log's timestamps (bench/stages.py) — where the time goes. A
+rate is *sustained* when everything offered was answered within the step, the achieved rate is
+within 5% of the offered one, p99 < 50 ms, and the last third's p99 is under 50 ms too (no
+growing backlog).
 """
 
 from __future__ import annotations
