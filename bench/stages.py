@@ -83,6 +83,16 @@ def split(settings: Settings, before: dict, result: StepResult) -> dict | None:
         )
         if name.endswith("PlaceOrder")
     }
+    return breakdown(result, accepted, commands)
+
+
+def breakdown(
+    result: StepResult,
+    accepted: dict[int, tuple[str, int]],
+    commands: dict[str, tuple[float, int]],
+) -> dict | None:
+    """The split itself. accepted: order id -> (command id, the decision's CreateTime ms);
+    commands: command id -> (the gateway's stamp ms, the command's CreateTime ms)."""
     rows = []
     for order_id, due, answered in result.answers:
         command_id, produced = accepted.get(order_id, (None, None))
