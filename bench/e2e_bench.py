@@ -75,12 +75,15 @@ class CpuMeter:
 
 
 async def projection_lag(url: str, result: StepResult, stop: asyncio.Event) -> list[float]:
-    """Answer -> row visible in projection.orders, for the step's sampled orders (ms)."""
+    """Answer -> row visible in projection.orders, for one answered order in 50 (ms)."""
     lags, seen, pending, stopped = [], 0, {}, None
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         while True:
-            pending.update(result.samples[seen:])
-            seen = len(result.samples)
+            fresh = result.answers[seen:]
+            pending.update(
+                (order_id, at) for i, (order_id, _, at) in enumerate(fresh, seen) if i % 50 == 0
+            )
+            seen += len(fresh)
             if pending:
                 rows = await (
                     await conn.execute(
@@ -356,18 +359,10 @@ def summary(figures: dict) -> str:
     for surface, steps in figures["steps"].items():
         for step in (best(steps), next((s for s in steps if not s["sustained"]), None)):
             if step and step.get("stages_ms"):
-                lines.append(f"- {surface} @ {step['offered_per_s']}/s: " + stage_line(step))
+                lines.append(
+                    f"- {surface} @ {step['offered_per_s']}/s: "
+                    + stages.describe(step["stages_ms"])
+                )
     if figures.get("plot"):
         lines += ["", f"![latency vs offered rate]({figures['plot']})"]
     return "\n".join(lines)
-
-
-def stage_line(step: dict) -> str:
-    split = step["stages_ms"]
-    return (
-        ", ".join(
-            f"{name} p50 {split[name]['p50']} p99 {split[name]['p99']}" for name in stages.STAGES
-        )
-        + "; slowest 1 %: "
-        + ", ".join(f"{name} {ms}" for name, ms in split["slowest_1pct_mean"].items())
-    )

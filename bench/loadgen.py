@@ -38,8 +38,7 @@ class StepResult:
     early: HdrHistogram = field(default_factory=lambda: HdrHistogram(1, 120_000_000, 3))
     late: HdrHistogram = field(default_factory=lambda: HdrHistogram(1, 120_000_000, 3))
     answered_in_time: int = 0
-    samples: list[tuple[int, float]] = field(default_factory=list)  # (order id, answer time)
-    # every answered order: (order id, due, answer time), for the per-stage split (bench/stages.py)
+    # every answered order: (order id, due, answer time): the per-stage split and projection lag
     answers: list[tuple[int, float, float]] = field(default_factory=list)
     start: float = 0.0
     wall_start: float = 0.0  # time.time() at `start`: perf_counter times -> the log's clock
@@ -59,8 +58,6 @@ class StepResult:
             self.errors += 1
         elif order_id is not None:
             self.answers.append((order_id, due, now))
-            if self.answered % 50 == 0:
-                self.samples.append((order_id, now))
 
     def summary(self) -> dict:
         def ms(hist: HdrHistogram, p: float) -> float:

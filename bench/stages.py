@@ -107,15 +107,27 @@ def breakdown(
         return None
     rows.sort()
     tail = [stages for _, stages in rows[int(len(rows) * 0.99) :]]
+    columns = [sorted(column) for column in zip(*(stages for _, stages in rows), strict=True)]
 
-    def pct(i: int, q: float) -> float:
-        values = sorted(stages[i] for _, stages in rows)
+    def pct(values: list[float], q: float) -> float:
         return round(values[min(len(values) - 1, int(len(values) * q))], 1)
 
     return {
         "traced": len(rows),
-        **{name: {"p50": pct(i, 0.5), "p99": pct(i, 0.99)} for i, name in enumerate(STAGES)},
+        **{
+            name: {"p50": pct(column, 0.5), "p99": pct(column, 0.99)}
+            for name, column in zip(STAGES, columns, strict=True)
+        },
         "slowest_1pct_mean": {
             name: round(sum(s[i] for s in tail) / len(tail), 1) for i, name in enumerate(STAGES)
         },
     }
+
+
+def describe(split: dict) -> str:
+    """One line of a split, for the bench summary and bench.steady."""
+    return (
+        ", ".join(f"{name} p50 {split[name]['p50']} p99 {split[name]['p99']}" for name in STAGES)
+        + "; slowest 1 %: "
+        + ", ".join(f"{name} {ms}" for name, ms in split["slowest_1pct_mean"].items())
+    )

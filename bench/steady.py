@@ -20,7 +20,7 @@ import subprocess
 import time
 
 from bench import stages
-from bench.e2e_bench import CpuMeter, stage_line, xml_setup
+from bench.e2e_bench import CpuMeter, xml_setup
 from bench.loadgen import StepResult
 from infra.__main__ import KAFKA, POSTGRES
 from services.common.config import Settings
@@ -60,7 +60,7 @@ async def run(rate: float, steps: int, seconds: float) -> None:
             print("  µs/order", {name: round(s * 1e6 / orders) for name, s in spent.items()})
             split = stages.split(settings, ends, result)
             if split is not None:
-                print("  stages  ", stage_line({"stages_ms": split}))
+                print("  stages  ", stages.describe(split))
     finally:
         client.close()
 
