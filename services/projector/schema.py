@@ -33,10 +33,9 @@ def connect(url: str, schema: str = LIVE, **kwargs) -> psycopg.Connection:
     """An autocommit connection (transactions are explicit) whose bare table names are the
     projection schema's. No prepared statements: a rebuild's swap replaces the tables.
 
-    random_page_cost 1.1 (the default 4 prices a spinning disk): the staging tables carry no
-    statistics, and with 4 the planner joined a batch's 15 order updates to every row of
-    ``orders`` by a sequential scan, 18 ms per batch at 17,500 orders and growing with the
-    history, against 0.4 ms by the primary key (EXPLAIN ANALYZE, docs/projector.md)."""
+    random_page_cost 1.1: the default 4 prices a spinning disk and steers the planner away from
+    looking rows up by key (docs/projector.md measured one such plan: a batch's 15 order updates
+    joined to every row of ``orders``, 18 ms against 0.4 ms by the primary key)."""
     kwargs.setdefault("autocommit", True)
     options = f"-c search_path={schema} -c random_page_cost=1.1"
     return psycopg.connect(url, options=options, prepare_threshold=None, **kwargs)

@@ -59,7 +59,6 @@ class Writer(threading.Thread):
         # Rows and offsets commit or vanish together, so a commit lost in a database crash is
         # re-applied from the stored offsets: waiting for the WAL flush buys nothing here.
         conn.execute("SET synchronous_commit = off")
-        store.prepare(conn)
         return conn
 
     def submit(self, spans: list[store.Span], batch: Batch, records: int) -> None:

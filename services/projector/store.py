@@ -1,11 +1,11 @@
 """Writes one folded batch and its offsets in one PostgreSQL transaction, set-based.
 
-Every row goes through binary COPY, the cheapest path on both sides of the socket (measured: about
-1.3 µs of Python per row against 3 µs for text COPY and 5 µs for binary ``unnest`` arrays).
-Append-only tables (audit_log, executions, trades, new orders, accounts) are copied into directly:
-the applied offsets make each record's rows arrive exactly once, so their primary keys only ever
-catch bugs. Tables updated in place are copied into temporary staging tables (one row per key,
-the batch being folded already), then merged with one statement each.
+Append-only tables (audit_log, executions, trades, new orders, accounts) take their rows through
+binary COPY, the cheapest path for many rows (measured: about 1.3 µs of Python per row against
+3 µs for text COPY and 5 µs for binary ``unnest`` arrays); the applied offsets make each record's
+rows arrive exactly once, so their primary keys only ever catch bugs. Tables updated in place
+(one row per key, the batch being folded already) are merged with one statement each from
+``unnest`` arrays, so each row is found by its key (``UPDATES`` says why not staging tables).
 
 Fencing: the transaction first locks the batch's rows of ``applied_offsets`` and checks they still
 hold the offsets this writer started from. If another writer (a newer instance after a rebalance,
@@ -73,36 +73,34 @@ APPENDS = {
     ),
 }
 
-# staging table -> (columns with their SQL types, binary COPY types); temporary, per connection
-STAGES = {
-    "stage_orders": (
-        "order_id bigint, open_qty bigint, exec_qty bigint, exec_notional bigint,"
-        " cancelled_qty bigint, cancelled_ts bigint, reduced_qty bigint, close_reason text,"
-        " released bigint, ts bigint",
-        [I8, I8, I8, I8, I8, I8, I8, TXT, I8, I8],
-    ),
-    "stage_balances": (
-        "account_id text, available bigint, held bigint, deposited bigint, withdrawn bigint,"
-        " ts bigint",
-        [TXT, I8, I8, I8, I8, I8],
-    ),
-    "stage_positions": (
-        "account_id text, symbol text, available bigint, held bigint, issued bigint, ts bigint",
-        [TXT, TXT, I8, I8, I8, I8],
-    ),
-    "stage_levels": (
-        "symbol text, side text, price bigint, qty bigint, seq bigint",
-        [TXT, TXT, I8, I8, I8],
-    ),
-    "stage_books": ("symbol text, first bigint, seq bigint, ts bigint", [TXT, I8, I8, I8]),
-    "stage_stats": (
-        "symbol text, trades bigint, volume bigint, notional bigint, high bigint, low bigint,"
-        " last_price bigint, last_qty bigint, last_seq bigint, last_ts bigint",
-        [TXT, I8, I8, I8, I8, I8, I8, I8, I8, I8],
-    ),
+# updated in place: a batch's rows (one per key, folded) go in as one array per column, joined by
+# primary key. Arrays, not staging tables: the planner knows how many rows an unnest of
+# parameters has and looks each up by key, while an unanalysed staging table looked big enough to
+# hash-join the whole table (9.1 ms per merge at 11,360 positions against 0.8 ms, growing with
+# history), and emptying six temporary tables at every commit was a fifth of each commit's cost.
+UPDATES = {
+    "orders": "order_id bigint, open_qty bigint, exec_qty bigint, exec_notional bigint,"
+    " cancelled_qty bigint, cancelled_ts bigint, reduced_qty bigint, close_reason text,"
+    " released bigint, ts bigint",
+    "balances": "account_id text, available bigint, held bigint, deposited bigint,"
+    " withdrawn bigint, ts bigint",
+    "positions": "account_id text, symbol text, available bigint, held bigint, issued bigint,"
+    " ts bigint",
+    "levels": "symbol text, side text, price bigint, qty bigint, seq bigint",
+    "books": "symbol text, first bigint, seq bigint, ts bigint",
+    "stats": "symbol text, trades bigint, volume bigint, notional bigint, high bigint, low bigint,"
+    " last_price bigint, last_qty bigint, last_seq bigint, last_ts bigint",
 }
 
-UPDATE_ORDERS = """
+
+def rows_of(name: str) -> str:
+    """``unnest(%b::type[], ...) AS d(column, ...)``: the rows of UPDATES[name], one array each."""
+    pairs = [c.split() for c in UPDATES[name].split(",")]
+    arrays = ", ".join(f"%b::{sql}[]" for _, sql in pairs)
+    return f"unnest({arrays}) AS d({', '.join(column for column, _ in pairs)})"
+
+
+UPDATE_ORDERS = f"""
 UPDATE orders o SET
     open_qty = d.open_qty,
     executed_qty = o.executed_qty + d.exec_qty,
@@ -117,13 +115,13 @@ UPDATE orders o SET
         WHEN o.price IS NULL THEN d.exec_notional
         ELSE o.price * d.exec_qty END END,
     updated_ts = d.ts
-FROM stage_orders d
+FROM {rows_of("orders")}
 WHERE o.order_id = d.order_id
 RETURNING o.order_id
 """
 
-MERGE_BALANCES = """
-MERGE INTO balances b USING stage_balances d ON b.account_id = d.account_id
+MERGE_BALANCES = f"""
+MERGE INTO balances b USING {rows_of("balances")} ON b.account_id = d.account_id
 WHEN MATCHED THEN UPDATE SET available = d.available, held = COALESCE(d.held, b.held),
     deposited = b.deposited + d.deposited, withdrawn = b.withdrawn + d.withdrawn,
     updated_ts = d.ts
@@ -131,8 +129,8 @@ WHEN NOT MATCHED THEN INSERT VALUES
     (d.account_id, d.available, COALESCE(d.held, 0), d.deposited, d.withdrawn, d.ts)
 """
 
-MERGE_POSITIONS = """
-MERGE INTO positions p USING stage_positions d
+MERGE_POSITIONS = f"""
+MERGE INTO positions p USING {rows_of("positions")}
     ON p.account_id = d.account_id AND p.symbol = d.symbol
 WHEN MATCHED THEN UPDATE SET available = d.available, held = COALESCE(d.held, p.held),
     issued = p.issued + d.issued, updated_ts = d.ts
@@ -140,29 +138,30 @@ WHEN NOT MATCHED THEN INSERT VALUES
     (d.account_id, d.symbol, d.available, COALESCE(d.held, 0), d.issued, d.ts)
 """
 
-UPSERT_LEVELS = """
-INSERT INTO book_levels AS l SELECT * FROM stage_levels
+UPSERT_LEVELS = f"""
+INSERT INTO book_levels AS l SELECT * FROM {rows_of("levels")}
 ON CONFLICT (symbol, side, price) DO UPDATE SET qty = l.qty + excluded.qty, seq = excluded.seq
 RETURNING symbol, side, price, qty
 """
 
 DELETE_EMPTY_LEVELS = """
-DELETE FROM book_levels l USING stage_levels d
+DELETE FROM book_levels l
+USING unnest(%b::text[], %b::text[], %b::bigint[]) AS d(symbol, side, price)
 WHERE l.symbol = d.symbol AND l.side = d.side AND l.price = d.price AND l.qty = 0
 """
 
-BOOK_GAPS = """
-SELECT b.symbol, b.seq, d.first FROM books b JOIN stage_books d USING (symbol)
+BOOK_GAPS = f"""
+SELECT b.symbol, b.seq, d.first FROM books b JOIN {rows_of("books")} USING (symbol)
 WHERE d.first <> b.seq + 1
 """
 
-UPSERT_BOOKS = """
-INSERT INTO books AS b SELECT symbol, seq, ts FROM stage_books
+UPSERT_BOOKS = f"""
+INSERT INTO books AS b SELECT symbol, seq, ts FROM {rows_of("books")}
 ON CONFLICT (symbol) DO UPDATE SET seq = excluded.seq, ts = excluded.ts
 """
 
-UPSERT_STATS = """
-INSERT INTO market_stats AS s SELECT * FROM stage_stats
+UPSERT_STATS = f"""
+INSERT INTO market_stats AS s SELECT * FROM {rows_of("stats")}
 ON CONFLICT (symbol) DO UPDATE SET trades = s.trades + excluded.trades,
     volume = s.volume + excluded.volume, notional = s.notional + excluded.notional,
     high = GREATEST(s.high, excluded.high), low = LEAST(s.low, excluded.low),
@@ -212,13 +211,6 @@ def columns(rows: Sequence[tuple]) -> list[list]:
     return [list(c) for c in zip(*rows, strict=True)]
 
 
-def prepare(conn: psycopg.Connection) -> None:
-    """Create this connection's staging tables (emptied at every commit)."""
-    with conn.transaction():
-        for name, (cols, _) in STAGES.items():
-            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({cols}) ON COMMIT DELETE ROWS")
-
-
 def stored_offsets(
     conn: psycopg.Connection, group: str, partitions: Iterable[tuple[str, int]]
 ) -> dict[tuple[str, int], int]:
@@ -248,19 +240,11 @@ def _append(cur: psycopg.Cursor, table: str, rows: Sequence[tuple]) -> None:
         _copy(cur, table, *APPENDS[table], rows)
 
 
-def _stage(cur: psycopg.Cursor, table: str, rows: Sequence[tuple]) -> bool:
-    if rows:
-        cols, types = STAGES[table]
-        names = ", ".join(c.split()[0] for c in cols.split(","))
-        _copy(cur, table, names, types, rows)
-    return bool(rows)
-
-
 def _write_orders(cur: psycopg.Cursor, batch: Batch) -> None:
     _append(cur, "orders", batch.new_orders())
     updates = batch.order_updates()
-    if _stage(cur, "stage_orders", updates):
-        cur.execute(UPDATE_ORDERS)
+    if updates:
+        cur.execute(UPDATE_ORDERS, columns(updates))
         if cur.rowcount != len(updates):
             found = {oid for (oid,) in cur.fetchall()}
             missing = [u[0] for u in updates if u[0] not in found]
@@ -271,36 +255,37 @@ def _write_holdings(cur: psycopg.Cursor, batch: Batch) -> None:
     balances = [
         (a, b.available, b.held, b.added, b.removed, b.ts) for a, b in batch.balances.items()
     ]
-    if _stage(cur, "stage_balances", balances):
-        cur.execute(MERGE_BALANCES)
+    if balances:
+        cur.execute(MERGE_BALANCES, columns(balances))
     positions = [
         (a, s, p.available, p.held, p.added, p.ts) for (a, s), p in batch.positions.items()
     ]
-    if _stage(cur, "stage_positions", positions):
-        cur.execute(MERGE_POSITIONS)
+    if positions:
+        cur.execute(MERGE_POSITIONS, columns(positions))
 
 
 def _write_market(cur: psycopg.Cursor, batch: Batch) -> None:
     levels = [(s, side, p, q, seq) for (s, side, p), (q, seq) in batch.levels.items()]
-    if _stage(cur, "stage_levels", levels):
-        after = cur.execute(UPSERT_LEVELS).fetchall()
-        if any(qty == 0 for *_, qty in after):
-            cur.execute(DELETE_EMPTY_LEVELS)
+    if levels:
+        after = cur.execute(UPSERT_LEVELS, columns(levels)).fetchall()
+        empty = [(symbol, side, price) for symbol, side, price, qty in after if qty == 0]
+        if empty:
+            cur.execute(DELETE_EMPTY_LEVELS, columns(empty))
         negative = [r for r in after if r[3] < 0]
         if negative:
             log.error("book levels below zero (matcher/projector disagree): %s", negative[:5])
     books = [(s, first, last, ts) for s, (first, last, ts) in batch.books.items()]
-    if _stage(cur, "stage_books", books):
-        gaps = cur.execute(BOOK_GAPS).fetchall()
+    if books:
+        gaps = cur.execute(BOOK_GAPS, columns(books)).fetchall()
         if gaps:  # the matcher's sequence is gap-free: a gap means lost or foreign events
             log.error("market.events gaps (symbol, book seq, next seq): %s", gaps[:5])
-        cur.execute(UPSERT_BOOKS)
+        cur.execute(UPSERT_BOOKS, columns(books))
     stats = [
         (sym, s.trades, s.volume, s.notional, s.high, s.low, *s.last())
         for sym, s in batch.stats.items()
     ]
-    if _stage(cur, "stage_stats", stats):
-        cur.execute(UPSERT_STATS)
+    if stats:
+        cur.execute(UPSERT_STATS, columns(stats))
 
 
 def write_rows(cur: psycopg.Cursor, batch: Batch) -> None:
@@ -319,9 +304,9 @@ def write_rows(cur: psycopg.Cursor, batch: Batch) -> None:
 def apply(
     conn: psycopg.Connection, group: str, spans: list[Span], batch: Batch, *, notify: bool = True
 ) -> dict[tuple[str, int], int] | None:
-    """Write the batch and move the offsets, in one transaction (``prepare`` the connection
-    first). Returns None when applied; otherwise the stored offsets that fenced this writer out
-    (the caller seeks there), having written nothing."""
+    """Write the batch and move the offsets, in one transaction. Returns None when applied;
+    otherwise the stored offsets that fenced this writer out (the caller seeks there), having
+    written nothing."""
     keys = [(s.topic, s.partition) for s in spans]
     try:
         with conn.transaction(), conn.cursor() as cur:

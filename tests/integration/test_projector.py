@@ -234,7 +234,6 @@ def test_a_writer_whose_offsets_moved_is_fenced_out(cfg):
     topic = cfg.topic("account.events")
     with schema.connect(cfg.database_url) as conn:
         schema.migrate(conn)
-        store.prepare(conn)
         assert store.apply(conn, "g", [store.Span(topic, 0, 0, 1)], first) is None
         stale = store.apply(conn, "g", [store.Span(topic, 0, 0, 1)], first)
         assert stale == {(topic, 0): 1}
