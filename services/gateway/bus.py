@@ -1,6 +1,8 @@
 """The gateway's Kafka shell: append commands, and hear the decisions and the public tape.
 
-- One idempotent producer; delivery reports are bridged to asyncio futures by a poll thread.
+- One idempotent producer, polled by a thread. A command's decision proves it was written, so a
+  successful delivery report does nothing (no wake-up of the loop per order); a failed one fails
+  the command's pending decision with ``AppendError``.
 - One consumer of ``account.events`` (every partition, from its end, read_committed, no group):
   a decision resolves the future of the command it answers (matched by command id), and every
   decision goes to the private subscribers of its account.
@@ -178,35 +180,44 @@ class Bus:
             self.producer.poll(0.05)
 
     # -- appending ---------------------------------------------------------------------------
-    async def send(self, command: Command) -> None:
-        """Append a command (to every partition if it is broadcast); returns once it is written."""
+    def append(self, command: Command) -> None:
+        """Append a command (to every partition if it is broadcast) without waiting: its
+        decision (``expect`` first) says it was written; a failed write fails that decision."""
         value = self.codec.encode(command.name, command.record)
-        targets = range(self.partitions) if command.broadcast else [None]
-        deliveries = [self._produce(value, command.key, p) for p in targets]
-        await asyncio.gather(*deliveries)
+        for partition in range(self.partitions) if command.broadcast else [None]:
+            extra = {} if partition is None else {"partition": partition}
+            while True:
+                try:
+                    self.producer.produce(
+                        self.commands_topic,
+                        value,
+                        command.key,
+                        on_delivery=self._delivered,
+                        **extra,
+                    )
+                    break
+                except BufferError:  # local queue full: the poll thread drains it
+                    self.producer.poll(0.01)
 
-    def _produce(self, value: bytes, key: str, partition: int | None) -> asyncio.Future:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future = loop.create_future()
+    def _delivered(self, error, message) -> None:
+        """Every delivery report, on the poll thread; only a failure concerns the loop."""
+        if error is None or self._loop is None or self._loop.is_closed():
+            return
+        try:
+            _, record = self.codec.decode(message.value())
+        except CodecError:  # cannot happen for bytes this process encoded
+            log.exception("delivery failed for an undecodable command")
+            return
+        command_id = record["envelope"]["command_id"]
+        self._loop.call_soon_threadsafe(self._fail, command_id, AppendError(str(error)))
 
-        def on_delivery(error, message) -> None:
-            if error is None:
-                loop.call_soon_threadsafe(_settle, future, None)
-            else:
-                loop.call_soon_threadsafe(_settle, future, AppendError(str(error)))
-
-        extra = {} if partition is None else {"partition": partition}
-        while True:
-            try:
-                self.producer.produce(
-                    self.commands_topic, value, key, on_delivery=on_delivery, **extra
-                )
-                return future
-            except BufferError:  # local queue full: the poll thread drains it
-                self.producer.poll(0.01)
+    def _fail(self, command_id: str, error: AppendError) -> None:
+        entry = self._pending.get(command_id)
+        if entry is not None and not entry[1].done():
+            entry[1].set_exception(error)
 
     def expect(self, command: Command) -> asyncio.Future:
-        """A future for the command's decision; register before sending so none is missed."""
+        """A future for the command's decision; register before appending so none is missed."""
         future = asyncio.get_running_loop().create_future()
         self._pending[command.command_id] = (command, future)
         return future
@@ -217,7 +228,8 @@ class Bus:
 
     async def decision(self, command: Command, future: asyncio.Future) -> Event:
         try:
-            return await asyncio.wait_for(future, self.decision_timeout)
+            async with asyncio.timeout(self.decision_timeout):
+                return await future
         except TimeoutError as exc:
             raise DecisionTimeout(
                 f"no decision for command {command.command_id} within "
@@ -230,7 +242,7 @@ class Bus:
         """Append a command and wait for the decision that answers it."""
         future = self.expect(command)
         try:
-            await self.send(command)
+            self.append(command)
         except BaseException:
             self.forget(command)
             raise
@@ -267,12 +279,3 @@ class Bus:
             subscribers.discard(fn)
             if not subscribers:
                 del table[key]
-
-
-def _settle(future: asyncio.Future, error: Exception | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)

@@ -1,14 +1,15 @@
 """What both surfaces share: stamping, request/reply over the log, sessions, known names.
 
 The gateway is the only place that reads a clock for the log: ``stamp()`` gives each command its
-id (uuid4 hex) and time (wall clock, microseconds).
+id (``command_ids``) and time (wall clock, microseconds).
 """
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
-import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from services.common.config import Settings
@@ -86,12 +87,20 @@ class Directory:
         return self.keys[key_hash]
 
 
+def command_ids() -> Iterator[str]:
+    """Unique command ids, 32 hex digits like a uuid4's: 80 random bits for this process, then a
+    counter (uuid4 per command read the OS's random source each time: 3.5 % of the gateway)."""
+    prefix = secrets.token_hex(10)
+    return (f"{prefix}{n:012x}" for n in itertools.count())
+
+
 class Exchange:
     def __init__(self, settings: Settings, gateway: GatewaySettings) -> None:
         self.settings = settings
         self.gateway = gateway
         # the log names this process, so replies reach it and not another gateway instance
         self.instance_id = f"gateway-{settings.instance}-{secrets.token_hex(4)}"
+        self._command_ids = command_ids()
         self.bus = Bus(settings, self.instance_id, gateway.decision_timeout)
         self.projection = Projection(
             settings.database_url, settings.topic("account.events"), gateway.db_pool_max
@@ -108,7 +117,7 @@ class Exchange:
         await self.projection.stop()
 
     def stamp(self) -> Stamp:
-        return Stamp(uuid.uuid4().hex, time.time_ns() // 1000, self.instance_id)
+        return Stamp(next(self._command_ids), time.time_ns() // 1000, self.instance_id)
 
     async def request(self, command: Command, session: Session | None = None) -> Event:
         event = await self.bus.request(command)

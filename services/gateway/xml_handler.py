@@ -134,11 +134,7 @@ async def _start(
     else:
         command = cmd.cancel_order(exchange.stamp(), account, item.order_id)
     future = exchange.bus.expect(command)
-    try:
-        await exchange.bus.send(command)
-    except AppendError as exc:
-        exchange.bus.forget(command)
-        return _done(reply.error(_child_attrs(item), str(exc)))
+    exchange.bus.append(command)  # in request order; a failed write fails the decision
     return asyncio.ensure_future(_finish(exchange, account, item, command, future, session))
 
 

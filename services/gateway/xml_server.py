@@ -82,7 +82,8 @@ class Connection:
                 self.settings.body_timeout if self.frames.mid_frame else self.settings.idle_timeout
             )
             try:
-                data = await asyncio.wait_for(self.reader.read(65536), wait)
+                async with asyncio.timeout(wait):  # wait_for would make a task per read
+                    data = await self.reader.read(65536)
             except TimeoutError:
                 if self.frames.mid_frame:
                     await self._send(reply.document_error("timed out waiting for the request"))
