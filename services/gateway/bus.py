@@ -209,7 +209,8 @@ class Bus:
             log.exception("delivery failed for an undecodable command")
             return
         command_id = record["envelope"]["command_id"]
-        self._loop.call_soon_threadsafe(self._fail, command_id, AppendError(str(error)))
+        problem = AppendError(f"the log did not take command {command_id}: {error.str()}")
+        self._loop.call_soon_threadsafe(self._fail, command_id, problem)
 
     def _fail(self, command_id: str, error: AppendError) -> None:
         entry = self._pending.get(command_id)

@@ -72,7 +72,7 @@ def create_app(exchange: Exchange, settings: GatewaySettings) -> FastAPI:
         except DecisionTimeout as exc:
             raise ApiError(504, str(exc), command.command_id) from exc
         except AppendError as exc:
-            raise ApiError(503, f"the log did not take the command: {exc}") from exc
+            raise ApiError(503, str(exc), command.command_id) from exc
         if event.name == REJECTED and not event.record.get("duplicate"):
             raise ApiError(404 if not_found else 409, event.record["reason"], command.command_id)
         return event

@@ -1,13 +1,20 @@
-"""The gateway's other pure parts: command records, decision matching, token buckets, the public
-book view and HTTP order validation."""
+"""The gateway's other pure parts: command records and ids, decision matching, token buckets, the
+public book view and HTTP order validation; and how the bus turns a delivery report into an
+answer."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from confluent_kafka import KafkaError
 
 from services.common.codec import Codec
+from services.common.config import Settings
 from services.gateway import commands as cmd
 from services.gateway import http_models as m
+from services.gateway.bus import AppendError, Bus, DecisionTimeout
+from services.gateway.exchange import command_ids
 from services.gateway.http_auth import bearer, key_hash, new_key
 from services.gateway.market_view import BookView
 from services.gateway.ratelimit import Buckets, TokenBucket
@@ -158,3 +165,41 @@ def test_decision_detail_renders_amounts_as_decimals():
         "cash_available": "0.000005",
         "duplicate": False,
     }
+
+
+def test_command_ids_are_unique_32_hex_digits_per_process():
+    first, second = command_ids(), command_ids()
+    ids = [next(first) for _ in range(1000)] + [next(second) for _ in range(1000)]
+    assert len(set(ids)) == 2000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+class _Written:
+    """What a delivery report carries that the bus reads: the record's bytes."""
+
+    def __init__(self, value: bytes) -> None:
+        self._value = value
+
+    def value(self) -> bytes:
+        return self._value
+
+
+def test_a_failed_write_fails_the_commands_decision_and_a_delivered_one_does_nothing():
+    async def scenario() -> None:
+        # no broker behind this address: the clients are created but never asked for anything
+        bus = Bus(Settings(kafka="127.0.0.1:9"), "gateway-0-abcd", decision_timeout=0.2)
+        bus._loop = asyncio.get_running_loop()
+        lost = cmd.deposit(STAMP, "1", 5)
+        kept = cmd.deposit(cmd.Stamp("beef", 1, "gateway-0-abcd"), "2", 5)
+        lost_decision, kept_decision = bus.expect(lost), bus.expect(kept)
+        value = Codec().encode
+        bus._delivered(
+            KafkaError(KafkaError._MSG_TIMED_OUT), _Written(value(lost.name, lost.record))
+        )
+        bus._delivered(None, _Written(value(kept.name, kept.record)))
+        with pytest.raises(AppendError, match=r"did not take command c0ffee: .*timed out"):
+            await bus.decision(lost, lost_decision)
+        with pytest.raises(DecisionTimeout, match="may still be decided"):
+            await bus.decision(kept, kept_decision)
+
+    asyncio.run(scenario())
