@@ -8,7 +8,8 @@ row visible in PostgreSQL, sampled), the CPU each process spent per order, and e
 latency split by stage from the log's timestamps (bench/stages.py) — where the time goes. A
 rate is *sustained* when everything offered was answered within the step, the achieved rate is
 within 5% of the offered one, p99 < 50 ms, and the last third's p99 is under 50 ms too (no
-growing backlog).
+growing backlog). After the grid, two more steps halve the gap between the highest sustained
+rate and the lowest failing one above it (``refinement``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ WARM_UP_RATE, WARM_UP_SECONDS = 300, 60.0
 CONNECTIONS = 200
 SYMBOLS = [f"B{i}" for i in range(4)]
 P99_LIMIT_MS = 50.0
+# after the grid, halve the gap between the highest sustained rate and the lowest failing one
+# above it this many times: the grid's steps are 33-50 % apart, too coarse for a headline that
+# should repeat within 15 %
+REFINE_STEPS, REFINE_RESOLUTION = 2, 0.1
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -187,42 +192,68 @@ async def http_setup(port: int, admin: str) -> tuple[HttpClient, list[bytes]]:
     return client, requests
 
 
+def refinement(steps: list[dict]) -> int | None:
+    """The next rate to try: halfway between the highest sustained rate and the lowest failing
+    one above it, while they are more than REFINE_RESOLUTION apart; None when there is no such
+    pair (nothing sustained, or nothing failed) or it is already close enough."""
+    top = best(steps)
+    if top is None:
+        return None
+    low = top["offered_per_s"]
+    above = [s["offered_per_s"] for s in steps if not s["sustained"] and s["offered_per_s"] > low]
+    if not above or min(above) - low <= REFINE_RESOLUTION * low:
+        return None
+    return round((low + min(above)) / 2)
+
+
 async def sweep(surface: str, client, payload, settings, meter: CpuMeter) -> list[dict]:
     steps, failures = [], 0
     for rate in RATES:
-        result = StepResult(surface, rate, STEP_SECONDS)
-        ends = stages.log_ends(settings)
-        stop = asyncio.Event()
-        lag_task = asyncio.create_task(projection_lag(settings.database_url, result, stop))
-        before = meter.sample()
-        await client.step(result, rate, payload)
-        after = meter.sample()
-        stop.set()
-        lags = await lag_task
-        step = result.summary()
-        step["projection_lag_ms"] = {
-            "samples": len(lags),
-            "p50": percentile(lags, 50),
-            "p99": percentile(lags, 99),
-            "max": percentile(lags, 100),
-        }
-        step["stages_ms"] = stages.split(settings, ends, result)
-        step["cpu_us_per_order"] = {
-            name: round((after[name] - before[name]) * 1e6 / max(1, step["answered"]), 1)
-            for name in after
-        }
-        step["sustained"] = sustained(step)
+        step = await measure(surface, rate, client, payload, settings, meter)
         steps.append(step)
-        print(
-            f"  {surface} {rate}/s -> {step['achieved_per_s']}/s p99 "
-            f"{step['latency_ms']['p99']} ms sustained={step['sustained']}",
-            flush=True,
-        )
         failures = 0 if step["sustained"] else failures + 1
         if failures == 2 or step["achieved_per_s"] < 0.7 * rate:
             break
         await asyncio.sleep(2.0)  # let queues settle between steps
-    return steps
+    for _ in range(REFINE_STEPS):
+        rate = refinement(steps)
+        if rate is None:
+            break
+        await asyncio.sleep(2.0)
+        steps.append(await measure(surface, rate, client, payload, settings, meter))
+    return sorted(steps, key=lambda s: s["offered_per_s"])
+
+
+async def measure(surface: str, rate: float, client, payload, settings, meter) -> dict:
+    """One step at one offered rate: its latency, lag, stages and CPU."""
+    result = StepResult(surface, rate, STEP_SECONDS)
+    ends = stages.log_ends(settings)
+    stop = asyncio.Event()
+    lag_task = asyncio.create_task(projection_lag(settings.database_url, result, stop))
+    before = meter.sample()
+    await client.step(result, rate, payload)
+    after = meter.sample()
+    stop.set()
+    lags = await lag_task
+    step = result.summary()
+    step["projection_lag_ms"] = {
+        "samples": len(lags),
+        "p50": percentile(lags, 50),
+        "p99": percentile(lags, 99),
+        "max": percentile(lags, 100),
+    }
+    step["stages_ms"] = stages.split(settings, ends, result)
+    step["cpu_us_per_order"] = {
+        name: round((after[name] - before[name]) * 1e6 / max(1, step["answered"]), 1)
+        for name in after
+    }
+    step["sustained"] = sustained(step)
+    print(
+        f"  {surface} {rate}/s -> {step['achieved_per_s']}/s p99 "
+        f"{step['latency_ms']['p99']} ms sustained={step['sustained']}",
+        flush=True,
+    )
+    return step
 
 
 async def drive(settings, ports: dict, admin: str, meter: CpuMeter) -> dict:
