@@ -65,6 +65,14 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def machine_seconds() -> tuple[float, float]:
+    """The whole VM's busy and stolen CPU seconds since boot (/proc/stat): a step whose steal is
+    high ran on a hypervisor busy with other guests, and its figures say so."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields)
+    return (user + nice + system + irq + softirq) / TICKS, steal / TICKS
+
+
 class CpuMeter:
     """CPU seconds per process group: every service, Kafka, PostgreSQL, and the generator."""
 
@@ -230,9 +238,9 @@ async def measure(surface: str, rate: float, client, payload, settings, meter) -
     ends = stages.log_ends(settings)
     stop = asyncio.Event()
     lag_task = asyncio.create_task(projection_lag(settings.database_url, result, stop))
-    before = meter.sample()
+    before, vm_before, started = meter.sample(), machine_seconds(), time.perf_counter()
     await client.step(result, rate, payload)
-    after = meter.sample()
+    after, vm_after, elapsed = meter.sample(), machine_seconds(), time.perf_counter() - started
     stop.set()
     lags = await lag_task
     step = result.summary()
@@ -247,10 +255,13 @@ async def measure(surface: str, rate: float, client, payload, settings, meter) -
         name: round((after[name] - before[name]) * 1e6 / max(1, step["answered"]), 1)
         for name in after
     }
+    busy, steal = (round((b - a) / elapsed, 3) for a, b in zip(vm_before, vm_after, strict=True))
+    step["vm_cores"] = {"busy": busy, "steal": steal}
     step["sustained"] = sustained(step)
     print(
         f"  {surface} {rate}/s -> {step['achieved_per_s']}/s p99 "
-        f"{step['latency_ms']['p99']} ms sustained={step['sustained']}",
+        f"{step['latency_ms']['p99']} ms sustained={step['sustained']} "
+        f"(VM busy {busy} cores, steal {steal})",
         flush=True,
     )
     return step
@@ -323,6 +334,7 @@ def run(env) -> dict:
         "partitions": settings.partitions,
         "rate_limits": "raised for the generator's clients",
         "max_sustained_per_s": headline,
+        "vm_steal_cores": steal_over(surfaces),
         "kafka_ceiling_records_per_s": ceiling,
         "e2e_to_ceiling": {
             s: round(r / ceiling, 4) if ceiling else None for s, r in headline.items()
@@ -332,6 +344,13 @@ def run(env) -> dict:
     if env.stem is not None:
         figures["plot"] = plot(surfaces, env.stem.with_name(env.stem.name + "-e2e.png"))
     return figures
+
+
+def steal_over(surfaces: dict) -> dict:
+    """How much CPU the hypervisor took from the VM during the steps (median and worst step):
+    a run with much steal measured a busy host as much as Marketlog."""
+    steals = sorted(s["vm_cores"]["steal"] for steps in surfaces.values() for s in steps)
+    return {"median": percentile(steals, 50), "max": steals[-1] if steals else None}
 
 
 def plot(surfaces: dict, path: Path) -> str:
@@ -358,23 +377,31 @@ def plot(surfaces: dict, path: Path) -> str:
     return path.name
 
 
+def _steal_note(steal: dict | None) -> str:
+    if not steal or steal["median"] is None:
+        return ""
+    return f" VM steal per step: median {steal['median']}, worst {steal['max']} cores."
+
+
 def summary(figures: dict) -> str:
     lines = [
         f"Max sustained rate (p99 < {P99_LIMIT_MS:.0f} ms, no backlog): "
         + ", ".join(f"{s} {r}/s" for s, r in figures["max_sustained_per_s"].items())
-        + f"; Kafka ceiling {figures['kafka_ceiling_records_per_s']} records/s.",
+        + f"; Kafka ceiling {figures['kafka_ceiling_records_per_s']} records/s."
+        + _steal_note(figures.get("vm_steal_cores")),
         "",
         "| surface | offered/s | achieved/s | p50 ms | p99 ms | p99.9 ms | max ms | "
-        "projection lag p50/p99 ms | sustained |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "projection lag p50/p99 ms | VM busy/steal cores | sustained |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for surface, steps in figures["steps"].items():
         for s in steps:
             lat, lag = s["latency_ms"], s["projection_lag_ms"]
+            vm = s.get("vm_cores") or {"busy": None, "steal": None}  # older results lack it
             lines.append(
                 f"| {surface} | {s['offered_per_s']} | {s['achieved_per_s']} | "
                 f"{lat['p50']} | {lat['p99']} | {lat['p99.9']} | {lat['max']} | "
-                f"{lag['p50']}/{lag['p99']} | {s['sustained']} |"
+                f"{lag['p50']}/{lag['p99']} | {vm['busy']}/{vm['steal']} | {s['sustained']} |"
             )
     lines += ["", "CPU µs per order at the highest sustained step:", ""]
     for surface, steps in figures["steps"].items():
