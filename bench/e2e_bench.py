@@ -9,7 +9,8 @@ latency split by stage from the log's timestamps (bench/stages.py) — where the
 rate is *sustained* when everything offered was answered within the step, the achieved rate is
 within 5% of the offered one, p99 < 50 ms, and the last third's p99 is under 50 ms too (no
 growing backlog). After the grid, two more steps halve the gap between the highest sustained
-rate and the lowest failing one above it (``refinement``).
+rate and the lowest failing one above it (``refinement``). A failed step during which the
+hypervisor stole CPU from the VM is kept but discarded and measured again (``spoiled``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ P99_LIMIT_MS = 50.0
 # above it this many times: the grid's steps are 33-50 % apart, too coarse for a headline that
 # should repeat within 15 %
 REFINE_STEPS, REFINE_RESOLUTION = 2, 0.1
+# A failed step during which the hypervisor took more than this much CPU from the VM measured the
+# host's other guests as much as Marketlog (08:01-08:21 on 2026-11-22: 0.26-0.95 of a core stolen,
+# nothing sustained above 25 orders/s): it is kept, marked discarded, and measured once more — at
+# most this many times per surface, so a host busy for minutes costs minutes, not the budget.
+STEAL_LIMIT_CORES, STEAL_RETRIES = 0.1, 2
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -208,16 +214,28 @@ def refinement(steps: list[dict]) -> int | None:
     if top is None:
         return None
     low = top["offered_per_s"]
-    above = [s["offered_per_s"] for s in steps if not s["sustained"] and s["offered_per_s"] > low]
+    above = [s["offered_per_s"] for s in counted(steps) if not s["sustained"]]
+    above = [rate for rate in above if rate > low]
     if not above or min(above) - low <= REFINE_RESOLUTION * low:
         return None
     return round((low + min(above)) / 2)
 
 
+def spoiled(step: dict) -> bool:
+    """A failed step during which the hypervisor stole more than STEAL_LIMIT_CORES."""
+    return not step["sustained"] and step["vm_cores"]["steal"] > STEAL_LIMIT_CORES
+
+
 async def sweep(surface: str, client, payload, settings, meter: CpuMeter) -> list[dict]:
-    steps, failures = [], 0
+    steps, failures, retries = [], 0, STEAL_RETRIES
     for rate in RATES:
         step = await measure(surface, rate, client, payload, settings, meter)
+        while spoiled(step) and retries:
+            retries -= 1
+            step["discarded"] = f"steal {step['vm_cores']['steal']} cores; measured again"
+            steps.append(step)
+            await asyncio.sleep(2.0)
+            step = await measure(surface, rate, client, payload, settings, meter)
         steps.append(step)
         failures = 0 if step["sustained"] else failures + 1
         if failures == 2 or step["achieved_per_s"] < 0.7 * rate:
@@ -287,8 +305,13 @@ async def drive(settings, ports: dict, admin: str, meter: CpuMeter) -> dict:
         http_client.close()
 
 
+def counted(steps: list[dict]) -> list[dict]:
+    """The steps that count: not discarded for steal (they stay in the results, marked)."""
+    return [s for s in steps if "discarded" not in s]
+
+
 def best(steps: list[dict]) -> dict | None:
-    ok = [s for s in steps if s["sustained"]]
+    ok = [s for s in counted(steps) if s["sustained"]]
     return max(ok, key=lambda s: s["offered_per_s"]) if ok else None
 
 
@@ -360,7 +383,8 @@ def plot(surfaces: dict, path: Path) -> str:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(surfaces), figsize=(12, 4.5), sharey=True)
-    for ax, (surface, steps) in zip(axes, surfaces.items(), strict=True):
+    for ax, (surface, every) in zip(axes, surfaces.items(), strict=True):
+        steps = counted(every)
         rates = [s["offered_per_s"] for s in steps]
         for key in ("p50", "p99", "p99.9", "max"):
             ax.plot(rates, [s["latency_ms"][key] for s in steps], marker="o", label=key)
@@ -401,7 +425,8 @@ def summary(figures: dict) -> str:
             lines.append(
                 f"| {surface} | {s['offered_per_s']} | {s['achieved_per_s']} | "
                 f"{lat['p50']} | {lat['p99']} | {lat['p99.9']} | {lat['max']} | "
-                f"{lag['p50']}/{lag['p99']} | {vm['busy']}/{vm['steal']} | {s['sustained']} |"
+                f"{lag['p50']}/{lag['p99']} | {vm['busy']}/{vm['steal']} | "
+                f"{'discarded: ' + s['discarded'] if 'discarded' in s else s['sustained']} |"
             )
     lines += ["", "CPU µs per order at the highest sustained step:", ""]
     for surface, steps in figures["steps"].items():
@@ -415,7 +440,8 @@ def summary(figures: dict) -> str:
         )
     lines += ["", "Where the time goes (ms, from the log's timestamps: bench/stages.py):", ""]
     for surface, steps in figures["steps"].items():
-        for step in (best(steps), next((s for s in steps if not s["sustained"]), None)):
+        failed = (s for s in counted(steps) if not s["sustained"])
+        for step in (best(steps), next(failed, None)):
             if step and step.get("stages_ms"):
                 lines.append(
                     f"- {surface} @ {step['offered_per_s']}/s: "
