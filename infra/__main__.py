@@ -12,6 +12,7 @@ topics  create or check the topics (infra/topics.toml) on the configured broker.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -110,6 +111,9 @@ def _reset_run_dir() -> None:
 
 
 def run() -> int:
+    # Ctrl-C must stop everything even when started with SIGINT ignored (a background job of a
+    # script inherits that): honcho then exits 130 or 0, whichever of it and a service saw it first
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     start_infra()
     _reset_run_dir()
     print("Marketlog is starting; Ctrl-C stops everything.\n" + listening(), flush=True)
