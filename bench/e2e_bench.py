@@ -79,6 +79,12 @@ def machine_seconds() -> tuple[float, float]:
     return (user + nice + system + irq + softirq) / TICKS, steal / TICKS
 
 
+def vm_cores(before: tuple[float, float], after: tuple[float, float], elapsed: float) -> dict:
+    """Cores the VM was busy and had stolen between two ``machine_seconds`` readings."""
+    busy, steal = (round((b - a) / elapsed, 3) for a, b in zip(before, after, strict=True))
+    return {"busy": busy, "steal": steal}
+
+
 class CpuMeter:
     """CPU seconds per process group: every service, Kafka, PostgreSQL, and the generator."""
 
@@ -273,13 +279,12 @@ async def measure(surface: str, rate: float, client, payload, settings, meter) -
         name: round((after[name] - before[name]) * 1e6 / max(1, step["answered"]), 1)
         for name in after
     }
-    busy, steal = (round((b - a) / elapsed, 3) for a, b in zip(vm_before, vm_after, strict=True))
-    step["vm_cores"] = {"busy": busy, "steal": steal}
+    step["vm_cores"] = vm = vm_cores(vm_before, vm_after, elapsed)
     step["sustained"] = sustained(step)
     print(
         f"  {surface} {rate}/s -> {step['achieved_per_s']}/s p99 "
         f"{step['latency_ms']['p99']} ms sustained={step['sustained']} "
-        f"(VM busy {busy} cores, steal {steal})",
+        f"(VM busy {vm['busy']} cores, steal {vm['steal']})",
         flush=True,
     )
     return step

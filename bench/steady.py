@@ -20,7 +20,7 @@ import subprocess
 import time
 
 from bench import stages
-from bench.e2e_bench import CpuMeter, machine_seconds, xml_setup
+from bench.e2e_bench import CpuMeter, machine_seconds, vm_cores, xml_setup
 from bench.loadgen import StepResult
 from infra.__main__ import KAFKA, POSTGRES
 from services.common.config import Settings
@@ -61,8 +61,8 @@ async def run(rate: float, steps: int, seconds: float) -> None:
             spent = {name: after[name] - before[name] for name in after}
             print(f"step {step}: {summary['achieved_per_s']}/s, latency ms {summary['latency_ms']}")
             print("  cores   ", {name: round(s / elapsed, 2) for name, s in spent.items()})
-            busy, steal = ((b - a) / elapsed for a, b in zip(vm_before, vm_after, strict=True))
-            print(f"  VM       busy {busy:.2f} cores, steal {steal:.3f}")
+            vm = vm_cores(vm_before, vm_after, elapsed)
+            print(f"  VM       busy {vm['busy']} cores, steal {vm['steal']}")
             print("  µs/order", {name: round(s * 1e6 / orders) for name, s in spent.items()})
             split = stages.split(settings, ends, result)
             if split is not None:

@@ -239,15 +239,19 @@ class Bus:
         finally:
             self.forget(command)
 
-    async def request(self, command: Command) -> Event:
-        """Append a command and wait for the decision that answers it."""
+    def submit(self, command: Command) -> asyncio.Future:
+        """Expect the command's decision, then append it; returns that decision's future."""
         future = self.expect(command)
         try:
             self.append(command)
         except BaseException:
             self.forget(command)
             raise
-        return await self.decision(command, future)
+        return future
+
+    async def request(self, command: Command) -> Event:
+        """Append a command and wait for the decision that answers it."""
+        return await self.decision(command, self.submit(command))
 
     # -- hearing -----------------------------------------------------------------------------
     def _decide(self, events: list[Event]) -> None:

@@ -133,8 +133,7 @@ async def _start(
         )
     else:
         command = cmd.cancel_order(exchange.stamp(), account, item.order_id)
-    future = exchange.bus.expect(command)
-    exchange.bus.append(command)  # in request order; a failed write fails the decision
+    future = exchange.bus.submit(command)  # in request order; a failed write fails the decision
     return asyncio.ensure_future(_finish(exchange, account, item, command, future, session))
 
 

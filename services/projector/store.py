@@ -276,10 +276,11 @@ def _write_market(cur: psycopg.Cursor, batch: Batch) -> None:
             log.error("book levels below zero (matcher/projector disagree): %s", negative[:5])
     books = [(s, first, last, ts) for s, (first, last, ts) in batch.books.items()]
     if books:
-        gaps = cur.execute(BOOK_GAPS, columns(books)).fetchall()
+        arrays = columns(books)
+        gaps = cur.execute(BOOK_GAPS, arrays).fetchall()
         if gaps:  # the matcher's sequence is gap-free: a gap means lost or foreign events
             log.error("market.events gaps (symbol, book seq, next seq): %s", gaps[:5])
-        cur.execute(UPSERT_BOOKS, columns(books))
+        cur.execute(UPSERT_BOOKS, arrays)
     stats = [
         (sym, s.trades, s.volume, s.notional, s.high, s.low, *s.last())
         for sym, s in batch.stats.items()
