@@ -1,7 +1,8 @@
 """The exactly-once processor loop every stateful service runs (the imperative shell).
 
 consume a batch -> apply the pure core -> produce its outputs -> send the input offsets to the
-transaction -> commit. Batches close on a record count or a time limit, whichever comes first.
+transaction -> commit. A batch closes on a record count or when its transaction may open
+(``_next_batch``), whichever comes first.
 Snapshots of a partition's state go to a compacted topic inside the same transaction, tagged with
 the next input offset, so a snapshot and the offsets it claims are committed together.
 
@@ -90,14 +91,17 @@ class Processor:
         settings: Settings,
         *,
         batch_records: int = 2000,
-        batch_seconds: float = 0.005,
+        commit_gap: float = 0.005,
+        batch_interval: float = 0.0,
         snapshot_records: int = 50_000,
         snapshot_seconds: float = 30.0,
     ) -> None:
         self.core = core
         self.settings = settings
         self.batch_records = batch_records
-        self.batch_seconds = batch_seconds
+        self.commit_gap = commit_gap
+        self.batch_interval = batch_interval
+        self._began_at = self._committed_at = 0.0
         self.snapshot_records = snapshot_records
         self.snapshot_seconds = snapshot_seconds
         self.codec = Codec()
@@ -124,15 +128,37 @@ class Processor:
         )
         try:
             while not self._stopping:
-                records = self.consumer.consume(self.batch_records, self.batch_seconds)
+                records = self._next_batch()
                 if records:
                     self._process(records)
         finally:
             self.consumer.close()
             self.producer.flush(10)
 
+    def _next_batch(self) -> list:
+        """The next transaction's records. It opens commit_gap after the last commit (the
+        coordinator is still writing that one's markers: a transaction begun sooner gets
+        CONCURRENT_TRANSACTIONS and waits out a retry) and batch_interval after the last one
+        began (under load the broker then sees a bounded transaction rate, with more records in
+        each); what arrives before then joins it. An idle processor starts on the first record."""
+        now = time.monotonic()
+        opens = max(self._committed_at + self.commit_gap, self._began_at + self.batch_interval)
+        if opens > now:
+            return self.consumer.consume(self.batch_records, opens - now)
+        records = self.consumer.consume(1, 0.1)
+        if records and self.batch_records > 1:
+            records += self.consumer.consume(self.batch_records - 1, 0)
+        return records
+
     # -- one transaction ----------------------------------------------------------------------
     def _process(self, records: list) -> None:
+        self._began_at = time.monotonic()
+        try:
+            self._transact(records)
+        finally:
+            self._committed_at = time.monotonic()
+
+    def _transact(self, records: list) -> None:
         started = time.perf_counter()
         try:
             self.producer.begin_transaction()

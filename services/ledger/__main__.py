@@ -36,6 +36,8 @@ def main(argv: list[str]) -> int:
         settings,
         # tests and benchmarks tune these; the loop's defaults suit production
         batch_records=int(os.environ.get("MARKETLOG_LEDGER_BATCH_RECORDS", "2000")),
+        # answers wait on the ledger's commit: no pacing beyond the commit gap
+        batch_interval=float(os.environ.get("MARKETLOG_LEDGER_TXN_INTERVAL_MS", "0")) / 1000,
         snapshot_records=int(os.environ.get("MARKETLOG_LEDGER_SNAPSHOT_RECORDS", "50000")),
     )
     processor.run()

@@ -98,6 +98,8 @@ def test_aborted_batch_leaves_no_trace(settings, toy, monkeypatch):
     def flaky_commit():  # the third and every fourth commit after it abort
         failures[0] -= 1
         if failures[0] <= 0 and failures[0] % 4 == 0:
+            # the batch's outputs reach the broker first (an abort purges unsent ones)
+            processor.producer.flush(10)
             raise KafkaException(KafkaError(KafkaError._STATE, "injected", txn_requires_abort=True))
         real_commit()
 
@@ -110,6 +112,25 @@ def test_aborted_batch_leaves_no_trace(settings, toy, monkeypatch):
     assert assert_exactly_once(settings, toy) == 300
     # the aborted outputs are in the log, but only a read_uncommitted reader sees them
     assert len(read_all(settings, toy.output_topic, committed=False)) > 300
+
+
+def test_transactions_open_at_most_once_per_batch_interval(settings, toy, monkeypatch):
+    processor = Processor(toy, settings, batch_interval=1.0)
+    monkeypatch.setattr("signal.signal", lambda *a: None)
+    thread = start_in_thread(processor)
+    produce_inputs(settings, toy, [0])  # the loop is fetching once this one is out
+    wait_until(lambda: len(read_all(settings, toy.output_topic)) == 1, 60, "the first output")
+    batches_before = processor.metrics.batches._value.get()  # the counter is per process
+    started = time.monotonic()
+    produce_inputs(settings, toy, range(1, 31), pause_every=1, pause=0.05)  # a trickle, ~1.5 s
+    trickle = time.monotonic() - started
+    wait_until(lambda: len(read_all(settings, toy.output_topic)) == 31, 60, "all outputs")
+    stop_thread(processor, thread)
+    assert assert_exactly_once(settings, toy) == 31
+    # a transaction per record without the interval; with it, one per second of the trickle
+    # (plus the one the last records opened after it)
+    batches = processor.metrics.batches._value.get() - batches_before
+    assert batches <= int(trickle) + 2, (batches, trickle)
 
 
 def test_kill_9_mid_batch_then_restart_yields_every_output_once(settings, toy):
