@@ -173,7 +173,7 @@ def processor(settings: Settings) -> Processor:
         # big batches under backlog
         batch_records=int(env("MARKETLOG_MATCHER_BATCH_RECORDS", "20000")),
         # a transaction at most every 40 ms under load (fills wait up to that; an idle matcher
-        # starts at once): half the matcher's CPU per order at 150 orders/s (docs/performance.md)
+        # starts at once): its CPU per order at 150 orders/s -40 % (docs/performance.md)
         batch_interval=float(env("MARKETLOG_MATCHER_TXN_INTERVAL_MS", "40")) / 1000,
         snapshot_records=int(env("MARKETLOG_MATCHER_SNAPSHOT_RECORDS", "50000")),
         snapshot_seconds=float(env("MARKETLOG_MATCHER_SNAPSHOT_SECONDS", "30")),
