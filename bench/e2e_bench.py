@@ -20,6 +20,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Awaitable
 from pathlib import Path
 
 import psycopg
@@ -256,15 +257,23 @@ async def sweep(surface: str, client, payload, settings, meter: CpuMeter) -> lis
     return sorted(steps, key=lambda s: s["offered_per_s"])
 
 
+async def metered(meter: CpuMeter, step: Awaitable) -> tuple[dict[str, float], dict, float]:
+    """Run one step: each process's CPU seconds during it, the VM's busy and stolen cores, and
+    the step's seconds."""
+    before, vm_before, started = meter.sample(), machine_seconds(), time.perf_counter()
+    await step
+    after, vm_after, elapsed = meter.sample(), machine_seconds(), time.perf_counter() - started
+    spent = {name: after[name] - before[name] for name in after}
+    return spent, vm_cores(vm_before, vm_after, elapsed), elapsed
+
+
 async def measure(surface: str, rate: float, client, payload, settings, meter) -> dict:
     """One step at one offered rate: its latency, lag, stages and CPU."""
     result = StepResult(surface, rate, STEP_SECONDS)
     ends = stages.log_ends(settings)
     stop = asyncio.Event()
     lag_task = asyncio.create_task(projection_lag(settings.database_url, result, stop))
-    before, vm_before, started = meter.sample(), machine_seconds(), time.perf_counter()
-    await client.step(result, rate, payload)
-    after, vm_after, elapsed = meter.sample(), machine_seconds(), time.perf_counter() - started
+    spent, vm, _ = await metered(meter, client.step(result, rate, payload))
     stop.set()
     lags = await lag_task
     step = result.summary()
@@ -276,10 +285,9 @@ async def measure(surface: str, rate: float, client, payload, settings, meter) -
     }
     step["stages_ms"] = stages.split(settings, ends, result)
     step["cpu_us_per_order"] = {
-        name: round((after[name] - before[name]) * 1e6 / max(1, step["answered"]), 1)
-        for name in after
+        name: round(seconds * 1e6 / max(1, step["answered"]), 1) for name, seconds in spent.items()
     }
-    step["vm_cores"] = vm = vm_cores(vm_before, vm_after, elapsed)
+    step["vm_cores"] = vm
     step["sustained"] = sustained(step)
     print(
         f"  {surface} {rate}/s -> {step['achieved_per_s']}/s p99 "

@@ -20,7 +20,7 @@ import subprocess
 import time
 
 from bench import stages
-from bench.e2e_bench import CpuMeter, machine_seconds, vm_cores, xml_setup
+from bench.e2e_bench import CpuMeter, metered, xml_setup
 from bench.loadgen import StepResult
 from infra.__main__ import KAFKA, POSTGRES
 from services.common.config import Settings
@@ -49,19 +49,11 @@ async def run(rate: float, steps: int, seconds: float) -> None:
         for step in range(1, steps + 1):
             result = StepResult("xml", rate, seconds)
             ends = stages.log_ends(settings)
-            before, vm_before, started = meter.sample(), machine_seconds(), time.perf_counter()
-            await client.step(result, rate, bodies)
-            after, vm_after, elapsed = (
-                meter.sample(),
-                machine_seconds(),
-                time.perf_counter() - started,
-            )
+            spent, vm, elapsed = await metered(meter, client.step(result, rate, bodies))
             summary = result.summary()
             orders = max(1, summary["answered"])
-            spent = {name: after[name] - before[name] for name in after}
             print(f"step {step}: {summary['achieved_per_s']}/s, latency ms {summary['latency_ms']}")
             print("  cores   ", {name: round(s / elapsed, 2) for name, s in spent.items()})
-            vm = vm_cores(vm_before, vm_after, elapsed)
             print(f"  VM       busy {vm['busy']} cores, steal {vm['steal']}")
             print("  µs/order", {name: round(s * 1e6 / orders) for name, s in spent.items()})
             split = stages.split(settings, ends, result)
