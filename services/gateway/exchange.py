@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -30,6 +31,30 @@ class Session:
     def note(self, event: Event) -> None:
         if event.offset > self.offsets.get(event.partition, -1):
             self.offsets[event.partition] = event.offset
+
+
+class AccountSessions:
+    """The HTTP sessions, one per account (newest used kept, up to ``limit``). Each also notes
+    every decision about its account the tail hears, not only its own writes' answers: a client
+    told of a fill on its private channel then reads that fill, never the order before it."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+
+    def get(self, account: str) -> Session:
+        session = self._sessions.get(account)
+        if session is None:
+            session = self._sessions[account] = Session()
+            if len(self._sessions) > self.limit:
+                self._sessions.popitem(last=False)
+        self._sessions.move_to_end(account)
+        return session
+
+    def observe(self, event: Event) -> None:
+        session = self._sessions.get(event.key)
+        if session is not None:
+            session.note(event)
 
 
 class Directory:

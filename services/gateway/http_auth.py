@@ -7,10 +7,9 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
-from .exchange import Exchange, Session
+from .exchange import AccountSessions, Exchange, Session
 from .ratelimit import Buckets
 
 
@@ -58,16 +57,8 @@ class Auth:
         self.admin_key = admin_key
         self.buckets = Buckets(rate, burst)
         self.admin_session = Session()
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
-
-    def session(self, account: str) -> Session:
-        session = self._sessions.get(account)
-        if session is None:
-            session = self._sessions[account] = Session()
-            if len(self._sessions) > 100_000:
-                self._sessions.popitem(last=False)
-        self._sessions.move_to_end(account)
-        return session
+        self.sessions = AccountSessions()
+        exchange.bus.listeners.append(self.sessions.observe)
 
     async def identify(self, token: str | None) -> Caller:
         """The caller a key belongs to; ApiError 401 for a missing or unknown key."""
@@ -79,7 +70,7 @@ class Auth:
             account = await self.exchange.directory.account_for_key(key_hash(token))
             if account is None:
                 raise ApiError(401, "unknown API key")
-            caller = Caller(account, self.session(account))
+            caller = Caller(account, self.sessions.get(account))
         self.limit(caller.account or "admin")
         return caller
 

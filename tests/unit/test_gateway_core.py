@@ -13,8 +13,8 @@ from services.common.codec import Codec
 from services.common.config import Settings
 from services.gateway import commands as cmd
 from services.gateway import http_models as m
-from services.gateway.bus import AppendError, Bus, DecisionTimeout
-from services.gateway.exchange import command_ids
+from services.gateway.bus import AppendError, Bus, DecisionTimeout, Event
+from services.gateway.exchange import AccountSessions, command_ids
 from services.gateway.http_auth import bearer, key_hash, new_key
 from services.gateway.market_view import BookView
 from services.gateway.ratelimit import Buckets, TokenBucket
@@ -165,6 +165,19 @@ def test_decision_detail_renders_amounts_as_decimals():
         "cash_available": "0.000005",
         "duplicate": False,
     }
+
+
+def test_an_account_session_waits_for_every_decision_about_its_account():
+    sessions = AccountSessions(limit=2)
+    mine = sessions.get("1")
+    filled = Event(cmd.ACCOUNT + "OrderFilled", {"envelope": env("1", "other")}, 3, 40)
+    sessions.observe(filled)  # a fill another account's order caused
+    sessions.observe(Event(cmd.ACCOUNT + "OrderFilled", {"envelope": env("2")}, 3, 41))
+    sessions.observe(Event(cmd.ACCOUNT + "OrderAccepted", {"envelope": env("1")}, 3, 39))
+    assert mine.offsets == {3: 40}  # its own, the newest per partition
+    sessions.get("2"), sessions.get("3")  # past the limit: the least recently used goes
+    sessions.observe(Event(cmd.ACCOUNT + "OrderFilled", {"envelope": env("1")}, 3, 50))
+    assert mine.offsets == {3: 40} and sessions.get("1").offsets == {}
 
 
 def test_command_ids_are_unique_32_hex_digits_per_process():
