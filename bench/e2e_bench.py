@@ -16,11 +16,12 @@ hypervisor stole CPU from the VM is kept but discarded and measured again (``spo
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import psycopg
@@ -233,27 +234,36 @@ def spoiled(step: dict) -> bool:
     return not step["sustained"] and step["vm_cores"]["steal"] > STEAL_LIMIT_CORES
 
 
-async def sweep(surface: str, client, payload, settings, meter: CpuMeter) -> list[dict]:
-    steps, failures, retries = [], 0, STEAL_RETRIES
-    for rate in RATES:
-        step = await measure(surface, rate, client, payload, settings, meter)
+async def sweep(measure_at: Callable[[int], Awaitable[dict]], settle: float = 2.0) -> list[dict]:
+    """Steps up the grid of rates until two fail or the offered rate is not reached, then refines.
+    A spoiled step, grid or refinement, is kept marked and measured again (STEAL_RETRIES in all)."""
+    steps: list[dict] = []
+    retries = STEAL_RETRIES
+
+    async def step_at(rate: int) -> dict:
+        nonlocal retries
+        step = await measure_at(rate)
         while spoiled(step) and retries:
             retries -= 1
             step["discarded"] = f"steal {step['vm_cores']['steal']} cores; measured again"
             steps.append(step)
-            await asyncio.sleep(2.0)
-            step = await measure(surface, rate, client, payload, settings, meter)
+            await asyncio.sleep(settle)
+            step = await measure_at(rate)
         steps.append(step)
+        await asyncio.sleep(settle)  # let queues settle between steps
+        return step
+
+    failures = 0
+    for rate in RATES:
+        step = await step_at(rate)
         failures = 0 if step["sustained"] else failures + 1
         if failures == 2 or step["achieved_per_s"] < 0.7 * rate:
             break
-        await asyncio.sleep(2.0)  # let queues settle between steps
     for _ in range(REFINE_STEPS):
         rate = refinement(steps)
         if rate is None:
             break
-        await asyncio.sleep(2.0)
-        steps.append(await measure(surface, rate, client, payload, settings, meter))
+        await step_at(rate)
     return sorted(steps, key=lambda s: s["offered_per_s"])
 
 
@@ -305,14 +315,19 @@ async def drive(settings, ports: dict, admin: str, meter: CpuMeter) -> dict:
         # The broker's JIT needs minutes of transactions before its cost per commit settles
         # (measured: 18 ms of CPU per transaction in the first 10 s, ~1.9 ms after 80 s; its one
         # C2 thread still busy ten minutes in: docs/performance.md).
-        for client, payload in ((xml_client, bodies), (http_client, requests)):
+        surfaces = (("xml", xml_client, bodies), ("http", http_client, requests))
+        for _, client, payload in surfaces:
             await client.step(
                 StepResult("warm-up", WARM_UP_RATE, WARM_UP_SECONDS), WARM_UP_RATE, payload
             )
-        return {
-            "xml": await sweep("xml", xml_client, bodies, settings, meter),
-            "http": await sweep("http", http_client, requests, settings, meter),
-        }
+        found = {}
+        for surface, client, payload in surfaces:
+            found[surface] = await sweep(
+                functools.partial(
+                    measure, surface, client=client, payload=payload, settings=settings, meter=meter
+                )
+            )
+        return found
     finally:
         xml_client.close()
         http_client.close()

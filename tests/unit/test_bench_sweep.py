@@ -3,7 +3,9 @@ by the hypervisor's steal."""
 
 from __future__ import annotations
 
-from bench.e2e_bench import best, refinement, spoiled
+import asyncio
+
+from bench.e2e_bench import best, refinement, spoiled, sweep
 
 
 def steps(*results: tuple[int, bool]) -> list[dict]:
@@ -38,3 +40,44 @@ def test_only_a_failed_step_with_steal_is_spoiled():
     assert spoiled(step(False, 0.5))
     assert not spoiled(step(True, 0.5))
     assert not spoiled(step(False, 0.01))
+
+
+def run_sweep(outcomes: dict[int, list[tuple[bool, float]]]) -> list[tuple[int, bool, bool]]:
+    """Sweep against scripted steps: per rate, (sustained, steal) of each measurement in turn."""
+
+    async def measure_at(rate: int) -> dict:
+        ok, steal = outcomes[rate].pop(0)
+        return {
+            "offered_per_s": rate,
+            "achieved_per_s": rate,
+            "sustained": ok,
+            "vm_cores": {"busy": 1.0, "steal": steal},
+        }
+
+    found = asyncio.run(sweep(measure_at, settle=0))
+    return [(s["offered_per_s"], s["sustained"], "discarded" in s) for s in found]
+
+
+def test_a_spoiled_refinement_step_is_measured_again_within_the_same_budget():
+    found = run_sweep(
+        {
+            25: [(False, 0.3), (True, 0.0)],  # the grid's first step spends one retry
+            50: [(True, 0.0)],
+            100: [(True, 0.0)],
+            175: [(False, 0.0)],
+            250: [(False, 0.0)],
+            138: [(False, 0.4), (True, 0.0)],  # the refinement spends the other
+            156: [(False, 0.5)],  # none left: it counts
+        }
+    )
+    assert found == [
+        (25, False, True),
+        (25, True, False),
+        (50, True, False),
+        (100, True, False),
+        (138, False, True),
+        (138, True, False),
+        (156, False, False),
+        (175, False, False),
+        (250, False, False),
+    ]
