@@ -20,7 +20,7 @@ import subprocess
 import time
 
 from bench import stages
-from bench.e2e_bench import CpuMeter, metered, xml_setup
+from bench.e2e_bench import STEAL_SAMPLE_SECONDS, CpuMeter, metered, xml_setup
 from bench.loadgen import StepResult
 from infra.__main__ import KAFKA, POSTGRES
 from services.common.config import Settings
@@ -54,7 +54,10 @@ async def run(rate: float, steps: int, seconds: float) -> None:
             orders = max(1, summary["answered"])
             print(f"step {step}: {summary['achieved_per_s']}/s, latency ms {summary['latency_ms']}")
             print("  cores   ", {name: round(s / elapsed, 2) for name, s in spent.items()})
-            print(f"  VM       busy {vm['busy']} cores, steal {vm['steal']}")
+            print(
+                f"  VM       busy {vm['busy']} cores, steal {vm['steal']} "
+                f"(peak {vm['steal_peak']} in {STEAL_SAMPLE_SECONDS} s)"
+            )
             print("  µs/order", {name: round(s * 1e6 / orders) for name, s in spent.items()})
             split = stages.split(settings, ends, result)
             if split is not None:

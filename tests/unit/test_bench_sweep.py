@@ -34,12 +34,13 @@ def test_a_step_discarded_for_steal_counts_neither_way():
 
 
 def test_only_a_failed_step_with_steal_is_spoiled():
-    def step(ok: bool, steal: float) -> dict:
-        return {"sustained": ok, "vm_cores": {"busy": 1.0, "steal": steal}}
+    def step(ok: bool, steal: float, peak: float = 0.0) -> dict:
+        return {"sustained": ok, "vm_cores": {"busy": 1.0, "steal": steal, "steal_peak": peak}}
 
     assert spoiled(step(False, 0.5))
-    assert not spoiled(step(True, 0.5))
-    assert not spoiled(step(False, 0.01))
+    assert spoiled(step(False, 0.08, peak=1.3))  # a burst the step's average hides
+    assert not spoiled(step(True, 0.5, peak=1.3))
+    assert not spoiled(step(False, 0.01, peak=0.12))
 
 
 def run_sweep(outcomes: dict[int, list[tuple[bool, float]]]) -> list[tuple[int, bool, bool]]:
@@ -51,7 +52,7 @@ def run_sweep(outcomes: dict[int, list[tuple[bool, float]]]) -> list[tuple[int, 
             "offered_per_s": rate,
             "achieved_per_s": rate,
             "sustained": ok,
-            "vm_cores": {"busy": 1.0, "steal": steal},
+            "vm_cores": {"busy": 1.0, "steal": steal, "steal_peak": steal},
         }
 
     found = asyncio.run(sweep(measure_at, settle=0))
