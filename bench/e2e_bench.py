@@ -238,7 +238,7 @@ def spoiled(step: dict) -> bool:
     """A failed step during which the hypervisor stole more than STEAL_LIMIT_CORES on average or
     STEAL_PEAK_CORES in a burst."""
     vm = step["vm_cores"]
-    stolen = vm["steal"] > STEAL_LIMIT_CORES or vm.get("steal_peak", 0.0) > STEAL_PEAK_CORES
+    stolen = vm["steal"] > STEAL_LIMIT_CORES or vm["steal_peak"] > STEAL_PEAK_CORES
     return not step["sustained"] and stolen
 
 
