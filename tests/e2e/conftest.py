@@ -29,6 +29,7 @@ class System:
     http_url: str
     admin_key: str
     logs: Path
+    procs: ServiceProcs
 
     def log(self, name: str) -> str:
         path = self.logs / f"{name}.log"
@@ -61,7 +62,7 @@ def system(services, tmp_path_factory) -> Iterator[System]:
     )
     try:
         procs.start(*SERVICES)
-        yield System(settings, xml_port, f"http://127.0.0.1:{http_port}", ADMIN_KEY, logs)
+        yield System(settings, xml_port, f"http://127.0.0.1:{http_port}", ADMIN_KEY, logs, procs)
     finally:
         procs.stop_all()
         if os.environ.get("MARKETLOG_E2E_KEEP_DB") != "1":

@@ -5,8 +5,10 @@ are refused wherever they do not belong; schemathesis finds no server error."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import threading
 import uuid
 
 import httpx
@@ -116,6 +118,45 @@ def test_xml_and_http_orders_trade_and_each_side_sees_the_fill(http, system):
     assert trades[0]["price"] == "5" and trades[0]["taker_side"] == "BUY"
     book = http.get(f"/markets/{symbol}/book").json()
     assert book["bids"] == book["asks"] == [] and book["seq"] >= trades[0]["seq"]
+
+
+def test_a_read_after_a_pushed_fill_waits_for_the_fill(http, system):
+    """The fill another account's order caused is not the buyer's write, yet once /ws/orders has
+    pushed it, the buyer's HTTP reads show it: with the projector paused, such a read waits."""
+    symbol = new_symbol(http, system)
+    _, key = new_account(http, system)
+    seller = fresh_account()
+    placed = http.post(
+        "/orders",
+        json={"symbol": symbol, "side": "BUY", "qty": "10", "price": "6", "client_order_id": "b"},
+        headers=bearer(key),
+    ).json()
+    bought = placed["order_id"]
+    assert http.get(f"/orders/{bought}", headers=bearer(key)).json()["status"] == "open"
+    projector = system.procs.procs["projector"]
+    with (
+        XmlClient(system.xml_port) as xml,
+        ws_connect(ws_url(system, "/ws/orders"), additional_headers=bearer(key)) as private,
+    ):
+        xml.send(
+            f'<create><account id="{seller}" balance="0"/><symbol sym="{symbol}">'
+            f'<account id="{seller}">100</account></symbol></create>'.encode()
+        )
+        projector.send_signal(signal.SIGSTOP)
+        resume = threading.Timer(1.0, projector.send_signal, (signal.SIGCONT,))
+        try:
+            (opened,) = xml.send(
+                f'<transactions id="{seller}"><order sym="{symbol}" amount="-10" limit="5"/>'
+                f"</transactions>".encode()
+            )
+            assert opened.tag == "opened"
+            messages(private, lambda m: m["type"] == "filled" and m["order_id"] == bought)
+            resume.start()
+            order = http.get(f"/orders/{bought}", headers=bearer(key)).json()
+        finally:
+            resume.cancel()
+            projector.send_signal(signal.SIGCONT)
+    assert order["status"] == "executed" and order["executions"][0]["price"] == "6"
 
 
 def test_orders_lifecycle_over_http(http, system):
