@@ -135,6 +135,10 @@ class ServiceProcs:
         self.procs[name].kill()
         self.procs[name].wait(10)
 
+    def signal(self, name: str, sig: int) -> None:
+        """Send a signal (e.g. SIGSTOP / SIGCONT to pause and resume a service)."""
+        self.procs[name].send_signal(sig)
+
     def log(self, name: str) -> str:
         path = self.logs / f"{name}.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""

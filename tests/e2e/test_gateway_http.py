@@ -133,7 +133,6 @@ def test_a_read_after_a_pushed_fill_waits_for_the_fill(http, system):
     ).json()
     bought = placed["order_id"]
     assert http.get(f"/orders/{bought}", headers=bearer(key)).json()["status"] == "open"
-    projector = system.procs.procs["projector"]
     with (
         XmlClient(system.xml_port) as xml,
         ws_connect(ws_url(system, "/ws/orders"), additional_headers=bearer(key)) as private,
@@ -142,8 +141,8 @@ def test_a_read_after_a_pushed_fill_waits_for_the_fill(http, system):
             f'<create><account id="{seller}" balance="0"/><symbol sym="{symbol}">'
             f'<account id="{seller}">100</account></symbol></create>'.encode()
         )
-        projector.send_signal(signal.SIGSTOP)
-        resume = threading.Timer(1.0, projector.send_signal, (signal.SIGCONT,))
+        system.procs.signal("projector", signal.SIGSTOP)
+        resume = threading.Timer(1.0, system.procs.signal, ("projector", signal.SIGCONT))
         try:
             (opened,) = xml.send(
                 f'<transactions id="{seller}"><order sym="{symbol}" amount="-10" limit="5"/>'
@@ -155,7 +154,7 @@ def test_a_read_after_a_pushed_fill_waits_for_the_fill(http, system):
             order = http.get(f"/orders/{bought}", headers=bearer(key)).json()
         finally:
             resume.cancel()
-            projector.send_signal(signal.SIGCONT)
+            system.procs.signal("projector", signal.SIGCONT)
     assert order["status"] == "executed" and order["executions"][0]["price"] == "6"
 
 
