@@ -138,3 +138,23 @@ def match_rejected(
         "new_order_id": new_order_id,
         "reason": reason,
     }
+
+
+def order_placed(
+    env: dict,
+    order_id: int,
+    symbol: str,
+    side: str,
+    open_qty: int,
+    seq: int | None,
+    settlements: int,
+) -> Command:
+    return L + "OrderPlaced", {
+        "envelope": env,
+        "order_id": order_id,
+        "symbol": symbol,
+        "side": side,
+        "open_qty": open_qty,
+        "seq": seq,
+        "settlements": settlements,
+    }

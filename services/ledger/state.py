@@ -31,6 +31,7 @@ from .decisions import (
     ORDER_ACCEPTED,
     ORDER_CLOSED,
     ORDER_FILLED,
+    ORDER_PLACED,
     ORDER_REDUCED,
     SHARES_ISSUED,
     SYMBOL_CREATED,
@@ -408,6 +409,21 @@ class Ledger:
         )
         return [(ACCOUNT_EVENTS, acct.id, ORDER_REDUCED, values)]
 
+    def _order_placed(self, rec: dict) -> list[Decision]:
+        """The matcher is done with an arriving order (every settlement it caused came before,
+        on this or another partition): tell the account, so its gateway can answer."""
+        env = rec["envelope"]
+        values = (
+            env,
+            rec["order_id"],
+            rec["symbol"],
+            rec["side"],
+            rec["open_qty"],
+            rec["seq"],
+            rec["settlements"],
+        )
+        return [(ACCOUNT_EVENTS, env["key"], ORDER_PLACED, values)]
+
     def _match_rejected(self, rec: dict) -> list[Decision]:
         env, order_id, new_order_id = rec["envelope"], rec["order_id"], rec["new_order_id"]
         command = self.forwarded.pop(env["command_id"], None)
@@ -435,6 +451,7 @@ HANDLERS: dict[str, Callable[[Ledger, dict], list[Decision]]] = {
     L + "OrderClosed": Ledger._order_closed,
     L + "OrderReduced": Ledger._order_reduced,
     L + "MatchRejected": Ledger._match_rejected,
+    L + "OrderPlaced": Ledger._order_placed,
 }
 
 

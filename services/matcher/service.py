@@ -22,7 +22,18 @@ from services.common.config import Settings
 from services.common.metrics import serve_metrics
 from services.common.processor import Output, Processor
 
-from .state import BUY, CANCELLED, REDUCED, REJECTED, RESTED, SELL, TRADE, Book, Exchange
+from .state import (
+    BUY,
+    CANCELLED,
+    REDUCED,
+    REJECTED,
+    REPLACED,
+    RESTED,
+    SELL,
+    TRADE,
+    Book,
+    Exchange,
+)
 
 log = logging.getLogger("matcher")
 
@@ -48,6 +59,7 @@ OUTPUTS = (
     "marketlog.ledger.OrderClosed",
     "marketlog.ledger.OrderReduced",
     "marketlog.ledger.MatchRejected",
+    "marketlog.ledger.OrderPlaced",
 )
 
 _new_output = tuple.__new__
@@ -75,6 +87,11 @@ class MatcherPartition:
         }
         # the outputs' values encoders (fields in schema order, the envelope encoded)
         self._write = tuple(codec.values_encoder(name) for name in OUTPUTS)
+        # a placement's order id, account and side (a replace: new id, account, no side)
+        self._placed_terms = {
+            PLACE: itemgetter(*map(codec.fields(PLACE).index, ("order_id", "account", "side"))),
+            REPLACE: itemgetter(*map(codec.fields(REPLACE).index, ("new_order_id", "account"))),
+        }
 
     def apply(self, value: bytes) -> list[Output]:
         try:
@@ -90,7 +107,37 @@ class MatcherPartition:
         symbol, ts = values[0]["key"], values[0]["ts"]
         book = self.exchange.books.get(symbol) or self.exchange.book(symbol)
         events = method(book, ts, *args(values))
-        return self.outputs(symbol, env, events) if events else []
+        out = self.outputs(symbol, env, events) if events else []
+        terms = self._placed_terms.get(name)
+        if terms is not None:
+            placed = self.placed(symbol, env, terms(values), events, out)
+            if placed is not None:
+                out.append(placed)
+        return out
+
+    def placed(
+        self, symbol: str, env: Envelope, terms: tuple, events: list[tuple], out: list[Output]
+    ) -> Output | None:
+        """The placement's last record: what rests, and how many ledger records came before it,
+        so a gateway can answer once every one of them is settled. None for a refused replace
+        (its new order never reached the book: the refusal is the answer)."""
+        oid, account, *side = terms
+        open_qty, seq = 0, None
+        for e in events:
+            kind = e[0]
+            if kind == RESTED and e[3] == oid:
+                open_qty, seq = e[7], e[1]
+            elif kind == REJECTED and e[7] is not None:
+                return None
+            elif kind == CANCELLED and e[8] == REPLACED:  # a replace: the new order's side
+                side = [e[5]]
+        if not side or side[0] not in OTHER_SIDE:  # a malformed placement, refused above
+            return None
+        ledger = self.topics.ledger
+        settlements = sum(1 for o in out if o[0] == ledger)
+        value = self._write[-1]((keyed(env, account), oid, symbol, side[0], open_qty, seq,
+                                 settlements))  # fmt: skip
+        return _new_output(Output, (ledger, account, value, None))
 
     def outputs(self, symbol: str, env: Envelope, events: list[tuple]) -> list[Output]:
         """Each event's public record, then its settlements, in event order.
@@ -98,7 +145,7 @@ class MatcherPartition:
         The values tuples follow each record's schema field order (the envelope first, encoded
         once per key); tests/unit/test_matcher_service.py checks them field by field.
         """
-        trade, rested, cancelled, m_reduced, fill, closed, l_reduced, refused = self._write
+        trade, rested, cancelled, m_reduced, fill, closed, l_reduced, refused, _ = self._write
         market, ledger = self.topics.market, self.topics.ledger
         public = keyed(env, symbol)
         out: list[Output] = []

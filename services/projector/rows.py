@@ -322,6 +322,10 @@ class Folder:
             e, command, SYSTEM, account, r["symbol"], oid, side, None, qty, None, None, reason
         )
 
+    def order_placed(self, e: Event, account: str, ts: int, r: dict) -> None:
+        """The matcher's word that an arriving order is placed: its fills and closes, which
+        change the rows, are decisions of their own; this one tells gateways when to answer."""
+
     def unknown_account(self, e: Event, key: str, ts: int, r: dict) -> None:
         """A decision this version cannot project: keep it in the audit log, note it."""
         self.batch.unknown += 1
@@ -377,6 +381,7 @@ class Folder:
             "marketlog.account.OrderFilled": self.order_filled,
             "marketlog.account.OrderReduced": self.order_reduced,
             "marketlog.account.OrderClosed": self.order_closed,
+            "marketlog.account.OrderPlaced": self.order_placed,
         }
         market_handlers = {
             "marketlog.market.OrderRested": self.order_rested,

@@ -1,4 +1,4 @@
-"""The matcher on the real broker: kill -9 while commands flow, then every seq exactly once and the
+"""The matcher on the real broker: kill -9 mid-stream, then every seq exactly once and the
 whole output equal to an offline replay of the input log through the same core."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
-import threading
 import time
 from collections import defaultdict
 
@@ -17,6 +16,7 @@ from services.common.codec import Codec
 from services.common.kafka import PARTITIONER
 from services.matcher.service import MatcherCore
 from services.matcher.verify import verify, verify_partition
+from tests.integration import backlog
 from tests.support import read_all, run_cli, settings_env, wait_until
 from tests.unit.reference_book import random_stream
 
@@ -116,14 +116,30 @@ def assert_gap_free(settings) -> int:
     return sum(len(v) for v in seqs.values())
 
 
+def append(settings, commands) -> set[int]:
+    """Append (symbol, value) commands to match.commands; the partitions they went to."""
+    producer = Producer({"bootstrap.servers": settings.kafka, "partitioner": PARTITIONER})
+    topic, written = settings.topic("match.commands"), set()
+
+    def delivered(error, record) -> None:
+        assert error is None, error
+        written.add(record.partition())
+
+    for symbol, value in commands:
+        producer.produce(topic, value, symbol, on_delivery=delivered)
+    assert producer.flush(30) == 0
+    return written
+
+
 def test_kill_9_while_commands_flow_keeps_the_output_exact(settings):
-    """Two instances share the partitions; one of them is killed four times mid-stream."""
+    """Two instances share the partitions; one of them is killed four times mid-stream: each
+    time once it has committed part of its input and while commands it has not read are waiting
+    on its partitions (it is paused, then given more; see tests/integration/backlog.py)."""
     rng = random.Random(20261121)
-    commands = match_commands(7, 1500)
-    feeder = threading.Thread(
-        target=produce, args=(settings, commands), kwargs={"pause_every": 400, "pause": 0.3}
-    )
-    feeder.start()
+    commands, size = match_commands(7, 1500), 1000
+    chunks = iter([commands[i : i + size] for i in range(0, len(commands), size)])
+    group, topic = settings.topic_prefix + "matcher", settings.topic("match.commands")
+    everything = backlog.partitions_of(settings.kafka, [topic])
 
     def start(instance: str):
         env = settings_env(
@@ -140,17 +156,46 @@ def test_kill_9_while_commands_flow_keeps_the_output_exact(settings):
             stderr=subprocess.DEVNULL,
         )
 
-    kills = 0
+    def owned(instance: str) -> set[tuple[str, int]]:
+        return backlog.assigned(settings.kafka, group, f"{group}-{instance}")
+
+    def settled() -> bool:
+        """Both instances live, each with its share of the partitions."""
+        mine, theirs = owned("0"), owned("1")
+        return bool(mine) and bool(theirs) and mine | theirs == everything
+
+    def progress_of(partitions: set) -> int:
+        done = backlog.committed(settings.kafka, group, topic)
+        return sum(done[key] for key in partitions)
+
+    def feed(partitions: set) -> None:
+        """At least a chunk, and until some of it lands on these partitions."""
+        wanted = {p for _, p in partitions}
+        while not append(settings, next(chunks)) & wanted:
+            pass
+
+    append(settings, next(chunks))
+    kills = []
     procs = {instance: start(instance) for instance in ("0", "1")}
     try:
+        for instance, proc in procs.items():
+            backlog.wait_ready(settings.run_dir, "matcher", proc, instance)
         for _ in range(4):
-            time.sleep(rng.uniform(1.5, 3.5))
+            wait_until(settled, 60, "both instances to own partitions")
             victim = rng.choice(sorted(procs))
-            procs[victim].kill()  # SIGKILL: mid-batch, mid-transaction, mid-snapshot
-            procs[victim].wait()
-            kills += 1
+            mine = owned(victim)
+            kills.append(
+                backlog.kill_with_unread_input(
+                    settings.kafka,
+                    procs[victim],
+                    progress=lambda mine=mine: progress_of(mine),
+                    inputs=lambda victim=victim: owned(victim),
+                    feed=feed,
+                )
+            )
             procs[victim] = start(victim)
-        feeder.join()
+            backlog.wait_ready(settings.run_dir, "matcher", procs[victim], victim)
+        produce(settings, [c for chunk in chunks for c in chunk], pause_every=0, pause=0)
         expected = offline_replay(settings)
         total = sum(len(v) for v in expected.values())
         wait_until(lambda: count(settings) >= total, 60, "every output", every=1.0)
@@ -159,7 +204,9 @@ def test_kill_9_while_commands_flow_keeps_the_output_exact(settings):
             proc.terminate()
         for proc in procs.values():
             proc.wait(30)
-    assert kills == 4
+    assert len(kills) == 4
+    print("kills:", kills)
+    assert all(k.progress > 0 and k.unread > 0 for k in kills), kills
     assert logged(settings) == expected
     assert assert_gap_free(settings) > 5_000
     # the determinism audit agrees: from offset 0, and from a snapshot into the middle

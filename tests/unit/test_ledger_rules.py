@@ -177,6 +177,17 @@ def test_buyer_executing_below_its_limit_gets_the_difference_back(desk):
     assert desk.account("bob").cash == cash(12800)
 
 
+def test_the_matchers_placement_is_passed_to_the_account_unchanged(desk):
+    desk.open_account("dave", "20000")
+    order = accepted_id(desk.buy("dave", "100", "129"))
+    env = desk.env("dave")
+    ((kind, placed),) = desk.send(r.order_placed(env, order, "X", "BUY", sh(100), 3, 0))
+    assert kind == "OrderPlaced"
+    assert placed == {"envelope": env, "order_id": order, "symbol": "X", "side": "BUY",
+                      "open_qty": sh(100), "seq": 3, "settlements": 0}  # fmt: skip
+    assert desk.account("dave").held == cash(12900)  # it changes nothing
+
+
 # -- accounts, cash and shares --
 def test_create_account_once_with_a_non_negative_balance(desk):
     kind, record = desk.one(r.create_account(desk.env("a"), cash(10), "ab" * 32))

@@ -50,8 +50,13 @@ def test_worked_example_settles_both_sides(part):
             (6, "BUY", 125, 400),
         ]
     ):
-        (out,) = decoded(part.apply(place(n, oid, f"a{oid}", side, price * 10**4, qty * 100)))
+        out, placed = decoded(part.apply(place(n, oid, f"a{oid}", side, price * 10**4, qty * 100)))
         assert out[:3] == (MARKET, "X", "marketlog.market.OrderRested")
+        assert placed[:3] == (LEDGER, f"a{oid}", "marketlog.ledger.OrderPlaced")
+        assert placed[3] == {
+            "envelope": {**envelope(n), "key": f"a{oid}"}, "order_id": oid, "symbol": "X",
+            "side": side, "open_qty": qty * 100, "seq": n + 1, "settlements": 0,
+        }  # fmt: skip
     got = decoded(part.apply(place(7, 7, "a7", "SELL", 124 * 10**4, 40000)))
     assert [(t, k, n) for t, k, n, _ in got] == [
         (MARKET, "X", "marketlog.market.Trade"),
@@ -60,7 +65,11 @@ def test_worked_example_settles_both_sides(part):
         (MARKET, "X", "marketlog.market.Trade"),
         (LEDGER, "a1", "marketlog.ledger.Fill"),
         (LEDGER, "a7", "marketlog.ledger.Fill"),
+        (LEDGER, "a7", "marketlog.ledger.OrderPlaced"),
     ]
+    # filled on arrival: nothing rests, and four settlements (both sides of two fills) came first
+    assert got[6][3]["open_qty"] == 0 and got[6][3]["seq"] is None
+    assert got[6][3]["settlements"] == 4
     trade, maker, taker = got[0][3], got[1][3], got[2][3]
     assert trade == {
         "envelope": envelope(7), "seq": 7, "price": 1_270_000, "qty": 20000,
@@ -92,9 +101,11 @@ def test_cancel_closes_and_unknown_cancel_is_a_private_reject(part):
 
 
 def test_refused_placement_releases_its_hold(part):
-    ((topic, key, name, rec),) = decoded(part.apply(place(1, 9, "a9", "BUY", 10**6, 0)))
+    (topic, key, name, rec), placed = decoded(part.apply(place(1, 9, "a9", "BUY", 10**6, 0)))
     assert (topic, key, name) == (LEDGER, "a9", "marketlog.ledger.OrderClosed")
     assert rec["reason"] == "REJECTED" and rec["seq"] is None
+    assert placed[2] == "marketlog.ledger.OrderPlaced"
+    assert (placed[3]["open_qty"], placed[3]["settlements"]) == (0, 1)
 
 
 def test_no_account_ids_on_the_public_tape(part):
@@ -167,6 +178,19 @@ def expected_records(symbol: str, env: dict, events: list[tuple]) -> list[tuple]
     return out
 
 
+def expected_placed(symbol, env, acct, oid, side, events, out) -> list[tuple]:
+    """A placement's last record, after everything else it caused: what of it rests (the
+    OrderRested of its id) and how many ledger records came before; none for a refused replace."""
+    if any(e[0] == REJECTED and e[7] is not None for e in events):
+        return []
+    rested = [e for e in events if e[0] == RESTED and e[3] == oid]
+    open_qty, seq = (rested[0][7], rested[0][1]) if rested else (0, None)
+    return [(LEDGER, acct, "marketlog.ledger.OrderPlaced", {
+        "envelope": {**env, "key": acct}, "order_id": oid, "symbol": symbol, "side": side,
+        "open_qty": open_qty, "seq": seq,
+        "settlements": sum(1 for o in out if o[0] == LEDGER)})]  # fmt: skip
+
+
 def test_every_output_carries_its_event_field_by_field():
     """Values tuples in schema order: a twin book's events, as records built by field name."""
     part, twin = MatcherCore(SETTINGS, CODEC).fresh(0, 4), Exchange()
@@ -195,9 +219,16 @@ def test_every_output_carries_its_event_field_by_field():
         method, fields = COMMANDS[name]
         events = method(twin.book(env["key"]), env["ts"], *(rec[f] for f in fields))
         got = decoded(part.apply(CODEC.encode(name, rec)))
-        assert got == expected_records(env["key"], env, events), f"command {n}"
+        expected = expected_records(env["key"], env, events)
+        if op == "place":
+            expected += expected_placed(env["key"], env, acct, oid, side, events, expected)
+        elif op == "replace":
+            old = [e for e in events if e[0] == CANCELLED and e[8] == "REPLACED"]
+            side = old[0][5] if old else None
+            expected += expected_placed(env["key"], env, "c", command[4], side, events, expected)
+        assert got == expected, f"command {n}"
         kinds.update(name for _, _, name, _ in got)
-    assert len(kinds) == 8  # every public and settlement record type was produced
+    assert len(kinds) == 9  # every public and settlement record type was produced
 
 
 def test_bad_input_is_skipped_not_raised(part, caplog):
@@ -207,7 +238,7 @@ def test_bad_input_is_skipped_not_raised(part, caplog):
     value = place(2, 1, "a1", "BUY", 10**6, 500)
     assert part.apply(value[:-3]) == []
     assert "skipping" in caplog.text
-    assert len(part.apply(value)) == 1  # the loop goes on
+    assert len(part.apply(value)) == 2  # the loop goes on: rested, placed
 
 
 def test_restored_partition_decides_as_the_original():
@@ -225,6 +256,6 @@ def test_restored_partition_decides_as_the_original():
 
 def test_duplicate_order_id_releases_nothing(part):
     part.apply(place(1, 5, "a5", "BUY", 10**6, 100))
-    ((topic, key, name, rec),) = decoded(part.apply(place(2, 5, "a5", "BUY", 10**6, 300)))
+    (topic, key, name, rec), _ = decoded(part.apply(place(2, 5, "a5", "BUY", 10**6, 300)))
     assert (topic, key, name) == (LEDGER, "a5", "marketlog.ledger.MatchRejected")
     assert rec["reason"] == "duplicate order id"
