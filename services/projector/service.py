@@ -158,7 +158,9 @@ class Projector:
         if applied:
             log.info("migrations applied: %s", ", ".join(applied))
         self.writer.start()
-        self.consumer = Consumer(consumer_config(self.settings, GROUP))
+        self.consumer = Consumer(
+            consumer_config(self.settings, GROUP, **{"enable.partition.eof": True})
+        )
         self.consumer.subscribe(
             list(self.sources),
             on_assign=self._on_assign,
@@ -211,8 +213,12 @@ class Projector:
         events: list[Event] = []
         ranges: dict[Key, list[int]] = {}
         for record in records:
-            if record.error() is not None:
-                self._record_error(record.error())
+            error = record.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    self._reached_end(record, ranges)
+                else:
+                    self._record_error(error)
                 continue
             key = (record.topic(), record.partition())
             start = position.get(key)
@@ -232,9 +238,24 @@ class Projector:
         spans = [store.Span(t, p, a, b) for (t, p), (a, b) in ranges.items()]
         return events, spans
 
-    def _record_error(self, error: KafkaError) -> None:
-        if error.code() == KafkaError._PARTITION_EOF:
+    def _reached_end(self, eof, ranges: dict[Key, list[int]]) -> None:
+        """At the end of a partition the applied offset moves to the end itself: past the
+        commit markers and aborted records after the last decision, which are offsets too. A
+        reader waiting for an offset read off the log's end (the gateway at start) then sees it
+        reached, instead of waiting for the next decision on that partition."""
+        key = (eof.topic(), eof.partition())
+        start = self.position.get(key)
+        end = eof.offset()
+        if start is None or end is None or end < 0:
             return
+        span = ranges.get(key)
+        if span is None:
+            if end > start:
+                ranges[key] = [start, end]
+        elif end > span[1]:
+            span[1] = end
+
+    def _record_error(self, error: KafkaError) -> None:
         if error.fatal():
             raise ProjectorError(str(error))
         log.warning("consumer: %s", error)

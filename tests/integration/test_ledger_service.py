@@ -1,11 +1,12 @@
 """The ledger service on the real broker: kill -9 mid-run, then every decision exactly once.
 
 The input is a seeded session of the offline exchange (commands and the toy matcher's settlements
-for four partitions, plus a few undecodable records), produced to ledger.commands while the ledger
-process is killed with SIGKILL several times. Afterwards account.events and match.commands must be
-exactly what the pure core produces offline over the input log as it stands on the broker
-(services.ledger.verify: per key and source partition the same records in the same order), none
-missing, none twice, order ids gap-free per partition.
+for four partitions, plus a few undecodable records), produced to ledger.commands in chunks while
+the ledger process is killed with SIGKILL several times, each time with commands it has not read.
+Afterwards account.events and match.commands must be exactly what the pure core produces offline
+over the input log as it stands on the broker (services.ledger.verify: per key and source
+partition the same records in the same order), none missing, none twice, order ids gap-free per
+partition.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
-import threading
-import time
 from collections import defaultdict
 
 import pytest
@@ -24,6 +23,7 @@ from services.common.codec import Codec
 from services.ledger.service import LedgerCore
 from services.ledger.simulation import Exchange, random_session
 from services.ledger.verify import logged, verify
+from tests.integration import backlog
 from tests.support import settings_env, wait_until
 
 pytestmark = pytest.mark.integration
@@ -42,16 +42,13 @@ def session_log() -> list[tuple[int, str, bytes]]:
     return log
 
 
-def feed(settings, log, pause_every: int = 50, pause: float = 0.1) -> None:
-    """About 25 s of traffic, so the kills land while commands flow."""
+def append(settings, records) -> None:
+    """Append (partition, key, value) records to ledger.commands, in order."""
     producer = Producer({"bootstrap.servers": settings.kafka, "enable.idempotence": True})
     topic = settings.topic("ledger.commands")
-    for i, (partition, key, value) in enumerate(log):
+    for partition, key, value in records:
         producer.produce(topic, value, key, partition=partition)
-        if i % pause_every == 0:
-            producer.flush()
-            time.sleep(pause)
-    producer.flush()
+    assert producer.flush(30) == 0
 
 
 def start_ledger(settings, log_file):
@@ -84,30 +81,50 @@ def outputs(settings) -> dict[tuple, list[bytes]]:
 
 
 def test_kill_9_mid_run_leaves_every_decision_exactly_once(settings, tmp_path):
-    rng = random.Random(7)
-    log = session_log()
-    feeder = threading.Thread(target=feed, args=(settings, log))
-    feeder.start()
-    kills_while_feeding = 0
+    """Each kill lands once the ledger has committed part of its input and while commands it
+    has not read are waiting (it is paused, then given more; see tests/integration/backlog.py)."""
+    log, size = session_log(), 1000
+    chunks = iter([log[i : i + size] for i in range(0, len(log), size)])
+    group = settings.topic("ledger")  # the ledger's consumer group
+
+    def progress() -> int:
+        return sum(
+            backlog.committed(settings.kafka, group, settings.topic("ledger.commands")).values()
+        )
+
+    append(settings, next(chunks))
+    kills = []
     with open(tmp_path / "ledger.log", "wb") as out:
-        proc = start_ledger(settings, out)
+
+        def start():
+            proc = start_ledger(settings, out)
+            backlog.wait_ready(settings.run_dir, "ledger", proc)
+            return proc
+
+        proc = start()
         try:
             for _ in range(4):
-                ready = settings.run_dir / "ledger-0.ready"
-                wait_until(ready.exists, 60, "the ledger to go live")
-                time.sleep(rng.uniform(0.5, 2.5))
-                proc.kill()  # SIGKILL: mid-batch, no goodbye
-                proc.wait()
-                kills_while_feeding += feeder.is_alive()
-                ready.unlink()
-                proc = start_ledger(settings, out)
-            feeder.join()
+                kills.append(
+                    backlog.kill_with_unread_input(
+                        settings.kafka,
+                        proc,
+                        progress=progress,
+                        inputs=lambda: backlog.partitions_of(
+                            settings.kafka, [settings.topic("ledger.commands")]
+                        ),
+                        feed=lambda _: append(settings, next(chunks)),
+                    )
+                )
+                proc = start()  # its input is waiting: the next kill finds it working
+            for chunk in chunks:
+                append(settings, chunk)
             wait_until(lambda: caught_up(settings), 90, "the ledger to catch up")
         finally:
             proc.terminate()
             proc.wait(30)
-            feeder.join()
-    assert kills_while_feeding >= 3
+    assert len(kills) == 4
+    print("kills:", kills)
+    assert all(k.progress > 0 and k.unread > 0 for k in kills), kills
     report = verify(settings)  # re-runs the pure core over the input log on the broker
     assert (report.differences, report.behind) == ([], [])
     assert report.inputs == len(log) and report.outputs > report.inputs

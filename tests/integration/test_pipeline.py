@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import threading
 import time
 import uuid
 
@@ -20,6 +19,7 @@ from services.common.codec import Codec
 from services.common.kafka import producer_config
 from services.common.money import CASH_SCALE, PRICE_SCALE, QTY_SCALE
 from services.projector.schema import contents
+from tests.integration import backlog
 from tests.support import ServiceProcs, read_all, run_cli, wait_until
 
 pytestmark = pytest.mark.integration
@@ -172,9 +172,11 @@ def test_the_course_worked_example_ends_in_the_right_rows(pipeline):
     ]
 
 
-def feed(log: CommandLog, accounts: list[str], symbols: list[str], count: int, seed: int) -> None:
-    rng = random.Random(seed)
-    for i in range(count):
+def feed(
+    log: CommandLog, rng: random.Random, accounts: list[str], symbols: list[str], count: int
+) -> None:
+    """`count` seeded commands: orders, cancels of guessed ids, deposits."""
+    for _ in range(count):
         account = rng.choice(accounts)
         roll = rng.random()
         if roll < 0.75:
@@ -187,12 +189,9 @@ def feed(log: CommandLog, accounts: list[str], symbols: list[str], count: int, s
                 rng.choice(["GTC", "GTC", "IOC"]),
             )
         elif roll < 0.95:  # ids guessed: many unknown or another account's, all must be refused
-            log.send("CancelOrder", account, order_id=rng.randint(1, count))
+            log.send("CancelOrder", account, order_id=rng.randint(1, 3000))
         else:
             log.send("Deposit", account, amount=rng.randint(1, 1000) * CASH_SCALE)
-        if i % 50 == 0:
-            log.producer.flush()
-            time.sleep(0.05)
     log.producer.flush()
 
 
@@ -218,6 +217,9 @@ def _last_per_partition(settings, topic: str) -> list:
 
 
 def test_kill_9_of_every_processor_keeps_the_books_exact(pipeline):
+    """Each kill lands once the victim has applied part of its input and while input it has not
+    read is waiting (it is paused, then more commands are fed and flow to it through the
+    processors upstream; see tests/integration/backlog.py)."""
     settings, procs = pipeline
     log = CommandLog(settings)
     symbols, accounts = ["S0", "S1", "S2"], [f"a{i}" for i in range(20)]
@@ -225,15 +227,41 @@ def test_kill_9_of_every_processor_keeps_the_books_exact(pipeline):
         log.list_symbol(symbol)
     for account in accounts:
         log.open_account(account, 1_000_000, dict.fromkeys(symbols, 10_000))
-    feeder = threading.Thread(target=feed, args=(log, accounts, symbols, 3000, 7))
-    feeder.start()
-    rng = random.Random(11)
+    rng, total, chunk = random.Random(7), 3000, 150
+    kafka, prefix = settings.kafka, settings.topic_prefix
+
+    def committed(name: str, role: str):
+        topic = settings.topic(role)
+        return lambda: sum(backlog.committed(kafka, prefix + name, topic).values())
+
+    def applied() -> int:
+        sql = "SELECT coalesce(sum(next_offset), 0)::bigint FROM applied_offsets"
+        return query(settings, sql)[0][0]
+
+    watch = {  # each processor's own progress, and what it reads
+        "ledger": (committed("ledger", "ledger.commands"), ["ledger.commands"]),
+        "matcher": (committed("matcher", "match.commands"), ["match.commands"]),
+        "projector": (applied, ["account.events", "market.events"]),
+    }
     victims = ["ledger", "projector", "ledger", "matcher", "projector", "ledger", "projector"]
+    kills = []
     for victim in victims:
-        time.sleep(rng.uniform(1.0, 3.0))
-        procs.kill(victim)
+        progress, roles = watch[victim]
+        kills.append(
+            backlog.kill_with_unread_input(
+                kafka,
+                procs.procs[victim],
+                progress=progress,
+                inputs=lambda roles=roles: backlog.partitions_of(
+                    kafka, [settings.topic(r) for r in roles]
+                ),
+                feed=lambda _: feed(log, rng, accounts, symbols, chunk),
+            )
+        )
         procs.start(victim)
-    feeder.join()
+    feed(log, rng, accounts, symbols, total - 2 * chunk * len(victims))
+    print("kills:", kills)
+    assert all(k.progress > 0 and k.unread > 0 for k in kills), kills
     decided = {"OrderAccepted", "CommandRejected", "CashDeposited"}
 
     def decisions():

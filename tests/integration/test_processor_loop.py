@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from services.common.processor import Processor
+from tests.integration import backlog
 from tests.integration.toy_processor import ToyCore
 from tests.support import create_topics, read_all, settings_env, wait_until
 
@@ -134,37 +135,50 @@ def test_transactions_open_at_most_once_per_batch_interval(settings, toy, monkey
 
 
 def test_kill_9_mid_batch_then_restart_yields_every_output_once(settings, toy):
+    """Each kill lands once the processor has committed part of its input and while input it
+    has not read is waiting (it is paused, then given more; see tests/integration/backlog.py)."""
     rng = random.Random(20261121)
-    total = 6000
+    total, size = 6000, 600
+    values = [rng.randint(-50, 100) for _ in range(total)]
+    chunks = iter([values[i : i + size] for i in range(0, total, size)])
     env = settings_env(settings, TOY_BATCH="100", TOY_SNAPSHOT_RECORDS="250")
-    feeder = threading.Thread(
-        target=produce_inputs,
-        args=(settings, toy, [rng.randint(-50, 100) for _ in range(total)]),
-        kwargs={"pause_every": 200, "pause": 0.05},
-    )
-    feeder.start()
+    group = settings.topic_prefix + toy.name
 
     def start():
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "tests.integration.toy_processor"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        backlog.wait_ready(settings.run_dir, toy.name, proc)
+        return proc
 
-    kills = 0
+    def progress() -> int:
+        return sum(backlog.committed(settings.kafka, group, toy.input_topic).values())
+
+    produce_inputs(settings, toy, next(chunks))
+    kills = []
     proc = start()
     try:
         for _ in range(4):
-            time.sleep(rng.uniform(1.5, 4.0))
-            proc.kill()  # SIGKILL: no chance to finish the batch
-            proc.wait()
-            kills += 1
-            proc = start()
-        feeder.join()
+            kills.append(
+                backlog.kill_with_unread_input(
+                    settings.kafka,
+                    proc,
+                    progress=progress,
+                    inputs=lambda: backlog.partitions_of(settings.kafka, [toy.input_topic]),
+                    feed=lambda _: produce_inputs(settings, toy, next(chunks)),
+                )
+            )
+            proc = start()  # its input is waiting: the next kill finds it working
+        for chunk in chunks:
+            produce_inputs(settings, toy, chunk)
         wait_until(lambda: len(read_all(settings, toy.output_topic)) >= total, 120, "all outputs")
     finally:
         proc.terminate()
         proc.wait(30)
-    assert kills == 4
+    assert len(kills) == 4
+    print("kills:", kills)
+    assert all(k.progress > 0 and k.unread > 0 for k in kills), kills
     assert assert_exactly_once(settings, toy) == total

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-import random
 import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
 from services.projector import audit, service, synth
-from tests.integration.test_projector import caught_up, contents, query, wait_caught_up
+from tests.integration.backlog import pause
+from tests.integration.test_projector import (
+    applied,
+    contents,
+    end_offsets,
+    query,
+    wait_caught_up,
+)
 from tests.support import settings_env, wait_until
 
 pytestmark = pytest.mark.integration
@@ -60,25 +65,87 @@ def assert_exactly_once(cfg, ex: synth.Exchange) -> None:
     assert passed, lines
 
 
+BATCH = 50  # small batches: many transactions for a kill to land in
+
+
+def progress(cfg, ends: dict) -> tuple[int, int]:
+    """(records applied, records of the log up to `ends` not applied yet), over every partition."""
+    done = applied(cfg)
+    return sum(done.values()), sum(end - done.get(key, 0) for key, end in ends.items())
+
+
+def others_connected(cfg) -> int:
+    """Sessions on the test's database other than this query's own: the projector's."""
+    sql = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        " AND backend_type = 'client backend'"  # not autovacuum
+    )
+    return query(cfg, sql)[0][0]
+
+
+def kill_mid_backlog(cfg, proc: subprocess.Popen, reserve, after: int) -> tuple[int, int]:
+    """SIGKILL the projector part-way through a backlog; return (records it applied since it
+    started, records left unapplied), read once it is dead and nothing else is producing.
+
+    Waits until it has applied at least `after` records (it is up and working), then pauses it
+    (SIGSTOP, every thread stopped) and looks. Paused, it can still finish at most the one batch
+    its writer is committing, so the kill is certain to leave a backlog only if more than a batch
+    is left. If not (or if it catches up before applying `after`), it is resumed, the next chunk
+    of the history is produced from `reserve`, and it is watched and paused again."""
+    ends = end_offsets(cfg)
+    since, _ = progress(cfg, ends)
+
+    def worked_or_caught_up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the projector exited with {proc.returncode}")
+        total, left = progress(cfg, ends)
+        return total >= since + after or left <= BATCH
+
+    while True:
+        wait_until(worked_or_caught_up, 60, "the projector to work through the log", every=0.01)
+        pause(proc)
+        _, left = progress(cfg, ends)
+        if left > BATCH:  # and so it applied `after`: what it has left only shrinks
+            break
+        proc.send_signal(signal.SIGCONT)
+        chunk = next(reserve, None)
+        assert chunk is not None, "the history ran out before a pause found a backlog"
+        synth.produce(cfg, chunk)
+        ends = end_offsets(cfg)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    # its sessions gone, whatever it committed is all it will ever have committed
+    wait_until(lambda: others_connected(cfg) == 0, 30, "the killed projector's sessions to end")
+    total, left = progress(cfg, end_offsets(cfg))
+    return total - since, left
+
+
 def test_kill_9_mid_run_loses_and_doubles_nothing(cfg):
-    rng = random.Random(3)
     ex = synth.random_history(20000, seed=13, accounts=40, symbols=4)
     encoded = synth.encode(ex.events)
-    synth.produce(cfg, encoded[:12000])
-    proc, behind = start(cfg, batch=50), 0  # small batches: many transactions to land in
-    try:
-        for kill in range(5):
-            time.sleep(rng.uniform(1.2, 1.8))  # start-up, then some batches, then …
-            behind += not caught_up(cfg)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
+    size = 2000
+    reserve = iter([encoded[i : i + size] for i in range(size, len(encoded), size)])
+    synth.produce(cfg, encoded[:size])
+    proc, kills = start(cfg, batch=BATCH), []
+    try:  # each kill after the projector has applied a different part of its backlog
+        for kill, after in enumerate([1, 300, 900, 100, 600]):
+            kills.append((after, *kill_mid_backlog(cfg, proc, reserve, after)))
             if kill == 1:
-                synth.produce(cfg, encoded[12000:])  # more arrives while it is down
-            proc = start(cfg, batch=50)
+                synth.produce(cfg, next(reserve))  # more arrives while it is down
+            proc = start(cfg, batch=BATCH)
+        for chunk in reserve:
+            synth.produce(cfg, chunk)
         wait_caught_up(cfg)
-    finally:
         stop(cfg, proc)
-    assert behind >= 2, "the kills should land while the projector is catching up"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    # every kill landed after the projector had applied part of a backlog, before the rest
+    print("kills (wait for, records applied since start, records left):", kills)
+    assert len(kills) == 5, kills
+    assert all(done >= after and left > 0 for after, done, left in kills), kills
     assert_exactly_once(cfg, ex)
     built = contents(cfg)
     service.rebuild(cfg)
