@@ -1,6 +1,7 @@
 """XML/TCP conformance through the whole running system: the course's worked example
-(protocols.md §1) and the student test files of ../shared/peers/ece568 that follow the spec
-(docs/gateway.md lists the ones that do not, and why)."""
+(protocols.md §1) and the student test files that follow the spec, vendored in tests/data/ece568
+with their sources (tests/data/ece568/SOURCES.md; docs/gateway.md lists the files that do not
+follow the spec, and why)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from .xml_client import (
 )
 
 pytestmark = pytest.mark.e2e
-PEERS = ROOT.parent / "shared" / "peers" / "ece568"
+PEERS = ROOT / "tests" / "data" / "ece568"
 RICH = "10000000000"
 
 
@@ -215,9 +216,9 @@ SCENARIOS: dict[str, tuple[int, list[Path]]] = {
             ],
         ),
     ),
-    **{
-        f"jichunshen-{n}": (1, sorted((PEERS / J / f"testcase{n}").glob("step*.xml")))
-        for n in range(1, 8)
+    **{  # testcaseN/step1.xml ... stepK.xml, named (not globbed) so a missing one fails
+        f"jichunshen-{n}": (1, _numbered(f"{J}/testcase{n}", "step{}.xml", range(1, steps + 1)))
+        for n, steps in {1: 1, 2: 2, 3: 2, 4: 2, 5: 4, 6: 4, 7: 4}.items()
     },
     "jichunshen-0": (
         1,
@@ -246,6 +247,7 @@ def _expected(request: ET.Element) -> list[set[str]]:
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_peer_scenario(system, name):
     base, paths = SCENARIOS[name]
+    assert paths, f"{name}: no files under {PEERS}"  # an empty glob would replay nothing
     scenario = Scenario(base=base)
     with XmlClient(system.xml_port) as client:
         for path in paths:
@@ -280,6 +282,17 @@ def _check_peican(system, scenario: Scenario) -> None:
         assert one is not None, entries(status(client, account, scenario.orders[0]))
 
 
+XUANYANGECE = PEERS / "xuanyangece+stock-exchange-matching-Scalability" / "testSerial"
+XUANYANGECE_FILES = [XUANYANGECE / f"r{n}.txt" for n in range(1, 12)]
+
+
+def peer_files() -> list[Path]:
+    """Every vendored file this module replays (tests/unit/test_repository_self_contained.py
+    checks that each is in the repository and that nothing else is vendored)."""
+    found = {path for _, paths in SCENARIOS.values() for path in paths}
+    return sorted(found | set(XUANYANGECE_FILES))
+
+
 def _normalised(text: str) -> str:
     """xuanyangece's files, made well-formed: '# comments' dropped, <query id="N"> closed."""
     text = re.sub(r"#[^\n<]*", "", text)
@@ -287,17 +300,16 @@ def _normalised(text: str) -> str:
 
 
 def test_xuanyangece_worked_example_after_normalising(system):
-    folder = PEERS / "xuanyangece+stock-exchange-matching-Scalability" / "testSerial"
     scenario = Scenario()
     last: dict[str, ET.Element] = {}
     with XmlClient(system.xml_port) as client:
         for n in range(1, 10):
-            body = scenario.rewrite(_normalised((folder / f"r{n}.txt").read_text()).encode())
+            body = scenario.rewrite(_normalised(XUANYANGECE_FILES[n - 1].read_text()).encode())
             results = client.send(body)
             assert "error" not in [r.tag for r in results], ET.tostring(results)
             scenario.note(results)
         for n, account in ((10, "111"), (11, "555")):
-            body = scenario.rewrite(_normalised((folder / f"r{n}.txt").read_text()).encode())
+            body = scenario.rewrite(_normalised(XUANYANGECE_FILES[n - 1].read_text()).encode())
             last[account] = body
         one = wait_for(lambda: ("executed", "200", "125") in entries(client.send(last["111"])[0]))
         assert one
