@@ -7,13 +7,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 KAFKA_LIBS := .cache/kafka/libs
 
-.PHONY: help deps postgres-server run up down status test test-unit test-integration test-e2e bench lint format clean distclean
+.PHONY: help deps postgres-server run up down status test test-unit test-integration test-e2e fuzz-http bench lint format clean distclean
 
 help:
 	@echo "make run    start Kafka, PostgreSQL and every service in the foreground (Ctrl-C stops)"
 	@echo "make up     the same in the background, returns when healthy; make down stops it"
 	@echo "make test   unit, integration and end-to-end tests against real Kafka and PostgreSQL"
 	@echo "make bench  benchmarks; results under bench/results/"
+	@echo "make fuzz-http  schemathesis (all checks and phases) against the stack make up runs"
 	@echo "make clean  stop everything and drop all state (.state/)"
 
 deps: $(VENV)/.installed $(KAFKA_LIBS)/.complete postgres-server
@@ -59,6 +60,15 @@ test-integration: deps
 
 test-e2e: deps
 	$(PY) -m pytest tests/e2e
+
+# Schemathesis against a running stack (`make up`; this starts nothing): every check, every phase
+# (stateful too), FUZZ_EXAMPLES per operation; admin operations with .state/admin.key (or
+# MARKETLOG_ADMIN_KEY), account ones with the key of an account it opens. FUZZ_SEED replays a run.
+FUZZ_EXAMPLES ?= 500
+FUZZ_URL ?= http://127.0.0.1:$(or $(MARKETLOG_HTTP_PORT),8080)
+fuzz-http: $(VENV)/.installed
+	$(PY) -m tests.e2e.test_gateway_http --url $(FUZZ_URL) --examples $(FUZZ_EXAMPLES) \
+	  $(if $(FUZZ_SEED),--seed $(FUZZ_SEED))
 
 bench: deps
 	$(PY) -m bench

@@ -27,7 +27,7 @@ from services.common.codec import Codec, CodecError
 from services.common.config import Settings
 from services.common.kafka import consumer_config, producer_config
 
-from .commands import Command, answers
+from .commands import Command, Reply
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,9 @@ class Event:
     record: dict[str, Any]
     partition: int
     offset: int
-    # decisions about the same account under the same command id that came before the answer
-    # (a replace's new OrderAccepted)
-    earlier: tuple[Event, ...] = ()
+    # the other decisions heard under the same command id before the answer was given, for any
+    # account: a replace's new OrderAccepted, an order's fills and its counterparties' fills
+    related: tuple[Event, ...] = ()
 
     @property
     def key(self) -> str:
@@ -132,8 +132,8 @@ class Bus:
         self.codec = Codec()
         self.commands_topic = settings.topic("ledger.commands")
         self.producer = Producer(producer_config(settings, None, **{"linger.ms": 1}))
-        self._pending: dict[str, tuple[Command, asyncio.Future]] = {}
-        self._earlier: dict[str, list[Event]] = {}
+        # command id -> what has been heard about it, its answer's future, the events heard
+        self._pending: dict[str, tuple[Reply, asyncio.Future, list[Event]]] = {}
         self.account_subscribers: dict[str, set[Subscriber]] = defaultdict(set)
         self.market_subscribers: dict[str, set[Subscriber]] = defaultdict(set)
         self.listeners: list[Subscriber] = []  # every decision (caches)
@@ -141,6 +141,7 @@ class Bus:
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll_producer, name="producer", daemon=True)
         self.partitions = 0
+        self.started = False
         self.accounts_tail = _Tail(
             settings, settings.topic("account.events"), self.codec, self._from_thread(self._decide)
         )
@@ -160,6 +161,7 @@ class Bus:
         self._poller.start()
         await asyncio.to_thread(self.accounts_tail.start)
         await asyncio.to_thread(self.market_tail.start)
+        self.started = True
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.accounts_tail.stop)
@@ -217,21 +219,27 @@ class Bus:
         if entry is not None and not entry[1].done():
             entry[1].set_exception(error)
 
-    def expect(self, command: Command) -> asyncio.Future:
-        """A future for the command's decision; register before appending so none is missed."""
+    def expect(self, command: Command, placed: bool = False) -> asyncio.Future:
+        """A future for the command's answer; register before appending so none is missed.
+        ``placed``: an order's answer waits until it is placed and its settlements decided."""
         future = asyncio.get_running_loop().create_future()
-        self._pending[command.command_id] = (command, future)
+        self._pending[command.command_id] = (Reply(command, placed), future, [])
         return future
 
     def forget(self, command: Command) -> None:
         self._pending.pop(command.command_id, None)
-        self._earlier.pop(command.command_id, None)
 
     async def decision(self, command: Command, future: asyncio.Future) -> Event:
         try:
             async with asyncio.timeout(self.decision_timeout):
                 return await future
         except TimeoutError as exc:
+            entry = self._pending.get(command.command_id)
+            if entry is not None and entry[0].accepted:
+                # accepted, but its placement was not heard in time: the order exists, so its
+                # acceptance is the answer (the matcher or a ledger partition is lagging)
+                log.warning("command %s: placement not heard in time", command.command_id)
+                return self._answer(entry[0], entry[2])
             raise DecisionTimeout(
                 f"no decision for command {command.command_id} within "
                 f"{self.decision_timeout:g}s; it may still be decided"
@@ -239,9 +247,9 @@ class Bus:
         finally:
             self.forget(command)
 
-    def submit(self, command: Command) -> asyncio.Future:
-        """Expect the command's decision, then append it; returns that decision's future."""
-        future = self.expect(command)
+    def submit(self, command: Command, placed: bool = False) -> asyncio.Future:
+        """Expect the command's answer, then append it; returns that answer's future."""
+        future = self.expect(command, placed)
         try:
             self.append(command)
         except BaseException:
@@ -249,26 +257,30 @@ class Bus:
             raise
         return future
 
-    async def request(self, command: Command) -> Event:
+    async def request(self, command: Command, placed: bool = False) -> Event:
         """Append a command and wait for the decision that answers it."""
-        return await self.decision(command, self.submit(command))
+        return await self.decision(command, self.submit(command, placed))
 
     # -- hearing -----------------------------------------------------------------------------
     def _decide(self, events: list[Event]) -> None:
         for event in events:
             for listener in self.listeners:
                 listener(event)
-            command_id = event.record["envelope"]["command_id"]
-            entry = self._pending.get(command_id)
-            if entry is not None and answers(entry[0], event.name, event.record):
-                del self._pending[command_id]
-                earlier = tuple(self._earlier.pop(command_id, ()))
-                if not entry[1].done():
-                    entry[1].set_result(replace(event, earlier=earlier))
-            elif entry is not None and event.key == entry[0].key:
-                self._earlier.setdefault(command_id, []).append(event)
+            entry = self._pending.get(event.record["envelope"]["command_id"])
+            if entry is not None:
+                reply, future, heard = entry
+                heard.append(event)
+                if reply.hear(event.name, event.record) and not future.done():
+                    del self._pending[reply.command.command_id]
+                    future.set_result(self._answer(reply, heard))
             for subscriber in list(self.account_subscribers.get(event.key, ())):
                 subscriber(event)
+
+    @staticmethod
+    def _answer(reply: Reply, heard: list[Event]) -> Event:
+        """The answering decision, carrying every other decision heard under its command id."""
+        answer = heard[reply.answer]
+        return replace(answer, related=tuple(e for e in heard if e is not answer))
 
     def _publish(self, events: list[Event]) -> None:
         for event in events:

@@ -12,6 +12,12 @@ from typing import Any
 LEDGER = "marketlog.ledger."
 ACCOUNT = "marketlog.account."
 REJECTED = ACCOUNT + "CommandRejected"
+ACCEPTED = ACCOUNT + "OrderAccepted"
+PLACED = ACCOUNT + "OrderPlaced"
+FILLED = ACCOUNT + "OrderFilled"
+# decisions of the ledger on the matcher's settlements (a refused one names the settlement)
+SETTLEMENTS = frozenset(ACCOUNT + n for n in ("OrderFilled", "OrderClosed", "OrderReduced"))
+SETTLEMENT_COMMANDS = frozenset(("Fill", "OrderClosed", "OrderReduced"))
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ def _command(stamp: Stamp, kind: str, key: str, answer: str, **fields: Any) -> C
         LEDGER + kind,
         key,
         {"envelope": _envelope(stamp, key), **fields},
-        frozenset({ACCOUNT + answer, REJECTED}),
+        frozenset({ACCOUNT + a for a in answer.split("|")} | {REJECTED}),
         broadcast=kind == "CreateSymbol",
     )
 
@@ -117,7 +123,10 @@ def cancel_order(stamp: Stamp, account: str, order_id: int) -> Command:
 
 
 def reduce_order(stamp: Stamp, account: str, order_id: int, qty: int) -> Command:
-    return _command(stamp, "ReduceOrder", account, "OrderReduced", order_id=order_id, qty=qty)
+    # reducing by the whole open quantity closes the order (the matcher says OrderClosed)
+    return _command(
+        stamp, "ReduceOrder", account, "OrderReduced|OrderClosed", order_id=order_id, qty=qty
+    )
 
 
 def replace_order(stamp: Stamp, account: str, order_id: int, price: int, qty: int) -> Command:
@@ -136,3 +145,52 @@ def answers(command: Command, name: str, record: dict[str, Any]) -> bool:
     if "order_id" in command.record and "order_id" in record and name != REJECTED:
         return record["order_id"] == command.record["order_id"]
     return True
+
+
+class Reply:
+    """What a gateway hears about one command, until it can answer.
+
+    ``placed`` (an order only): the answer waits past the OrderAccepted until the order is
+    placed (OrderPlaced) and every settlement its placement caused, on any account, is decided:
+    OrderPlaced says how many there were. Every decision under the command's id is kept
+    (``heard``) whatever its account or order, and whenever it arrives: a counterparty's fill
+    may be heard before the order's own acceptance (another partition).
+    """
+
+    __slots__ = ("answer", "command", "heard", "placed", "placement", "settled")
+
+    def __init__(self, command: Command, placed: bool = False) -> None:
+        self.command = command
+        self.placed = placed
+        self.heard: list[tuple[str, dict[str, Any]]] = []
+        self.answer: int | None = None  # index in heard of the decision that answers
+        self.placement: dict[str, Any] | None = None
+        self.settled = 0
+
+    @property
+    def accepted(self) -> bool:
+        return self.answer is not None
+
+    def hear(self, name: str, record: dict[str, Any]) -> bool:
+        """Note one decision under the command's id; True once the command can be answered."""
+        self.heard.append((name, record))
+        if name in SETTLEMENTS or (name == REJECTED and record["command"] in SETTLEMENT_COMMANDS):
+            self.settled += 1
+        if self.answer is None:
+            if not answers(self.command, name, record):
+                return False
+            self.answer = len(self.heard) - 1
+            if not self.placed or name != ACCEPTED or record["duplicate"]:
+                return True  # a duplicate was placed before: its retry changes nothing
+        elif name == PLACED and record["order_id"] == self.heard[self.answer][1]["order_id"]:
+            self.placement = record
+        return self.done
+
+    @property
+    def done(self) -> bool:
+        if self.answer is None:
+            return False
+        name, record = self.heard[self.answer]
+        if not self.placed or name != ACCEPTED or record["duplicate"]:
+            return True
+        return self.placement is not None and self.settled >= self.placement["settlements"]

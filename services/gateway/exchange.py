@@ -23,14 +23,27 @@ from .projection import Projection
 
 @dataclass
 class Session:
-    """One XML connection or one API key: the newest decision of its own writes per partition,
-    so its reads can wait for them (read-your-writes)."""
+    """Offsets of account.events to read after: the newest decision per partition that a
+    connection's or key's answers reflected (or, for the gateway's own, any answer)."""
 
     offsets: dict[int, int] = field(default_factory=dict)
 
     def note(self, event: Event) -> None:
         if event.offset > self.offsets.get(event.partition, -1):
             self.offsets[event.partition] = event.offset
+
+    def note_answer(self, event: Event) -> None:
+        """An answer and every decision it reflected (the order's fills, its counterparties')."""
+        self.note(event)
+        for related in event.related:
+            self.note(related)
+
+    def merged(self, other: Session) -> dict[int, int]:
+        offsets = dict(self.offsets)
+        for partition, offset in other.offsets.items():
+            if offset > offsets.get(partition, -1):
+                offsets[partition] = offset
+        return offsets
 
 
 class AccountSessions:
@@ -102,6 +115,16 @@ class Directory:
                 return symbol in self.symbols
         return True
 
+    async def knows_symbol(self, symbol: str) -> bool:
+        """Without waiting for anything: listed as far as this gateway has heard or the
+        projection shows (public reads wait on nobody's writes)."""
+        if symbol in self.symbols:
+            return True
+        if await self.projection.symbol_exists(symbol):
+            self.symbols.add(symbol)
+            return True
+        return False
+
     async def account_for_key(self, key_hash: str) -> str | None:
         while key_hash not in self.keys:
             account = await self.projection.account_for_key(key_hash)
@@ -132,6 +155,9 @@ class Exchange:
         )
         self.directory = Directory(self.projection, self.bus, gateway.projection_timeout)
         self.bus.listeners.append(self.directory.observe)
+        # every decision that any answer of this gateway has reflected, whoever asked: a read
+        # waits for all of it, so no connection reads anything older than an answer it was given
+        self.answered = Session()
 
     async def start(self) -> None:
         await self.projection.start()
@@ -141,15 +167,36 @@ class Exchange:
         await self.bus.stop()
         await self.projection.stop()
 
+    def waiting_for(self) -> list[str]:
+        """What this gateway still waits for before it can answer a write and read it back;
+        empty once ready."""
+        if not self.bus.started:
+            return ["the log: decisions are not heard yet"]
+        if not self.projection.refreshed:
+            return ["the projection: its applied offsets are not readable yet"]
+        starts = self.bus.accounts_tail.start_offsets
+        if not self.projection.reached({p: o - 1 for p, o in starts.items() if o > 0}):
+            return ["the projection: it has not applied the log up to this gateway's start"]
+        return []
+
     def stamp(self) -> Stamp:
         return Stamp(next(self._command_ids), time.time_ns() // 1000, self.instance_id)
 
-    async def request(self, command: Command, session: Session | None = None) -> Event:
-        event = await self.bus.request(command)
+    async def request(
+        self, command: Command, session: Session | None = None, placed: bool = False
+    ) -> Event:
+        """Append a command, wait for its answer (``placed``: an order's placement and its
+        settlements too) and note what the answer reflects."""
+        return self.answering(await self.bus.request(command, placed), session)
+
+    def answering(self, event: Event, session: Session | None = None) -> Event:
+        """Note an answer about to be given, in its session and the gateway's frontier."""
+        self.answered.note_answer(event)
         if session is not None:
-            session.note(event)
+            session.note_answer(event)
         return event
 
     async def caught_up(self, session: Session) -> None:
-        """Before a read: wait until the projection shows the session's own writes."""
-        await self.projection.wait(session.offsets, self.gateway.projection_timeout)
+        """Before a read: wait until the projection shows the session's decisions and every
+        decision any answer of this gateway has reflected so far."""
+        await self.projection.wait(session.merged(self.answered), self.gateway.projection_timeout)

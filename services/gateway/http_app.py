@@ -6,12 +6,14 @@ from the projection, after it shows the caller's own earlier writes. Errors are 
 """
 
 import secrets
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from services.common.money import format_cash, format_price, format_qty
 
@@ -28,37 +30,57 @@ from .ws import add_streams
 ERRORS = {
     code: {"model": m.ErrorBody, "description": text}
     for code, text in {
-        400: "Unreadable body (not JSON)",
+        400: "Malformed HTTP request",
         401: "Missing or unknown API key",
         403: "The key may not do this",
         404: "Not found (another account's order is not found either)",
-        409: "The ledger refused the command",
+        409: "Refused by the exchange's state: the ledger's reason (insufficient funds, unknown "
+        "order, ...), or a GTD expire_ts no longer in the future",
         413: "Body too large",
-        422: "Invalid request",
+        422: "Invalid request: not what this document describes (nothing was appended)",
         429: "Rate limit exceeded",
         503: "The log or the projection is not answering",
         504: "No decision arrived in time",
     }.items()
 }
 DESCRIPTION = """Marketlog's HTTP API. Authenticate with `Authorization: Bearer <key>`: an account's
-key (returned once by `POST /accounts`) or the admin key. Amounts are decimal strings. Writes
-answer with the ledger's decision; reads reflect every earlier write made with the same key."""
+key (returned once by `POST /accounts`) or the admin key. Amounts are decimal strings, each in the
+exact form its pattern gives. Writes answer with the ledger's decision; reads reflect every earlier
+write made with the same key. A request this document calls valid is never refused with 422."""
+# the keys as OpenAPI security schemes: which operations need which, for clients and fuzzers; the
+# header itself is read by http_auth.bearer (these never refuse anything: auto_error=False)
+ADMIN_KEY = HTTPBearer(
+    scheme_name="AdminKey", description="The admin key (MARKETLOG_ADMIN_KEY).", auto_error=False
+)
+ACCOUNT_KEY = HTTPBearer(
+    scheme_name="AccountKey",
+    description="An account's API key, returned once by POST /accounts.",
+    auto_error=False,
+)
+Credentials = HTTPAuthorizationCredentials | None
 
 OrderId = Annotated[int, Path(ge=1, le=m.MAX_ID)]
 
 
 def create_app(exchange: Exchange, settings: GatewaySettings) -> FastAPI:
     app = FastAPI(title="Marketlog", version="1", description=DESCRIPTION, responses=ERRORS)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:  # FastAPI's document model makes bounds floats
+            app.openapi_schema = _whole_numbers(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     auth = Auth(exchange, settings.admin_key, settings.key_rate, settings.key_burst)
     app.state.auth = auth
     _install_errors(app)
     _limit_body(app, settings.http_max_body)
 
-    async def account(authorization: Annotated[str | None, Header()] = None) -> Caller:
-        return await auth.account(bearer(authorization))
+    async def account(request: Request, _: Annotated[Credentials, Security(ACCOUNT_KEY)]) -> Caller:
+        return await auth.account(bearer(request.headers.get("authorization")))
 
-    async def admin(authorization: Annotated[str | None, Header()] = None) -> Caller:
-        return await auth.admin(bearer(authorization))
+    async def admin(request: Request, _: Annotated[Credentials, Security(ADMIN_KEY)]) -> Caller:
+        return await auth.admin(bearer(request.headers.get("authorization")))
 
     async def public(request: Request) -> None:
         auth.limit("ip:" + (request.client.host if request.client else "?"))
@@ -66,9 +88,11 @@ def create_app(exchange: Exchange, settings: GatewaySettings) -> FastAPI:
     Account = Annotated[Caller, Depends(account)]
     Admin = Annotated[Caller, Depends(admin)]
 
-    async def write(command: cmd.Command, session: Session, not_found: bool = False) -> Event:
+    async def write(
+        command: cmd.Command, session: Session, not_found: bool = False, placed: bool = False
+    ) -> Event:
         try:
-            event = await exchange.request(command, session)
+            event = await exchange.request(command, session, placed)
         except DecisionTimeout as exc:
             raise ApiError(504, str(exc), command.command_id) from exc
         except AppendError as exc:
@@ -131,7 +155,7 @@ def create_app(exchange: Exchange, settings: GatewaySettings) -> FastAPI:
         qty = m.qty(body.qty)
         await known_symbol(symbol)
         if not await exchange.directory.has_account(body.account_id):
-            raise ApiError(404, f"unknown account {body.account_id}")
+            raise ApiError(409, f"unknown account {body.account_id}")
         command = cmd.issue_shares(exchange.stamp(), body.account_id, symbol, qty)
         event = await write(command, caller.session)
         return m.Issued(
@@ -177,18 +201,27 @@ def create_app(exchange: Exchange, settings: GatewaySettings) -> FastAPI:
 
     # -- orders --------------------------------------------------------------------------------
     @app.post("/orders", status_code=201, response_model=m.Decision, tags=["orders"])
-    async def place(body: m.NewOrder, caller: Account) -> m.Decision:
-        """Place an order. The answer is the ledger's decision (OrderAccepted: its cash or shares
-        are held and it went to the book). A repeated client_order_id gets the original answer."""
+    async def place(
+        body: m.NewOrder,
+        caller: Account,
+        wait: Annotated[Literal["accepted", "matched"], Query()] = "accepted",
+    ) -> m.Decision:
+        """Place an order. By default (wait=accepted) the answer is the ledger's decision
+        (OrderAccepted: its cash or shares are held and it went to the book). With wait=matched
+        the answer comes once the order has been matched and every settlement it caused is
+        decided: an OrderPlaced with the order's status, open quantity and the fills of that
+        match (or the OrderAccepted if the matcher is not heard in time). A repeated
+        client_order_id gets the original acceptance."""
         spec = m.order_spec(body, exchange.stamp().ts)
         await known_symbol(spec.symbol)
-        event = await write(cmd.place_order(exchange.stamp(), caller.account, spec), caller.session)
-        return _decision(event)
+        command = cmd.place_order(exchange.stamp(), caller.account, spec)
+        event = await write(command, caller.session, placed=wait == "matched")
+        return _placement(event) or _decision(event)
 
     @app.get("/orders", response_model=list[m.OrderOut], tags=["orders"])
     async def list_orders(
         caller: Account,
-        status: Annotated[str | None, Query(pattern="^(open|cancelled|executed)$")] = None,
+        status: Annotated[Literal["open", "cancelled", "executed"] | None, Query()] = None,
         symbol: Annotated[str | None, Query(pattern=m.SYMBOL)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
         before: Annotated[int | None, Query(ge=1, le=m.MAX_ID)] = None,
@@ -227,7 +260,7 @@ def create_app(exchange: Exchange, settings: GatewaySettings) -> FastAPI:
         await own_order(caller, order_id)
         command = cmd.replace_order(exchange.stamp(), caller.account, order_id, price, qty)
         closed = await write(command, caller.session)
-        accepted = [e for e in closed.earlier if e.name.endswith("OrderAccepted")]
+        accepted = [e for e in closed.related if e.name.endswith("OrderAccepted")]
         return _decision(accepted[-1] if accepted else closed)
 
     @app.get("/executions", response_model=list[m.Execution], tags=["orders"])
@@ -273,8 +306,10 @@ def create_app(exchange: Exchange, settings: GatewaySettings) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> list[m.TradeOut]:
         """Recent trades, newest first."""
-        await known_symbol(symbol)
+        # public data waits on nobody's writes: it is what the projection shows now
         rows = await exchange.projection.trades(symbol, limit)
+        if not rows and not await exchange.directory.knows_symbol(symbol):
+            raise ApiError(404, f"unknown symbol {symbol}")
         return [
             m.TradeOut(
                 seq=r["seq"],
@@ -286,6 +321,20 @@ def create_app(exchange: Exchange, settings: GatewaySettings) -> FastAPI:
             for r in rows
         ]
 
+    @app.get(
+        "/ready",
+        response_model=m.Readiness,
+        tags=["health"],
+        responses={503: {"model": m.Readiness}},
+    )
+    async def ready() -> JSONResponse:
+        """200 once this gateway can answer a write and read it back: the log's tails are
+        assigned and the projection has applied everything in the log when it started. 503
+        until then, saying what it waits for."""
+        waiting = exchange.waiting_for()
+        body = m.Readiness(ready=not waiting, waiting_for=waiting)
+        return JSONResponse(body.model_dump(), status_code=503 if waiting else 200)
+
     add_streams(app, exchange, auth)
     return app
 
@@ -296,6 +345,26 @@ def _cash(caller: Caller, amount: int, event: Event) -> m.CashOut:
         amount=format_cash(amount),
         cash_available=format_cash(event.record["cash_available"]),
     )
+
+
+def _placement(event: Event) -> m.Decision | None:
+    """An order's answer after its match: its OrderPlaced, with the order's fills of that match."""
+    order_id = event.record.get("order_id")
+    placed = [e for e in event.related if e.name == cmd.PLACED and e.record["order_id"] == order_id]
+    if not placed or event.name != cmd.ACCEPTED:
+        return None
+    fills = [
+        e.record
+        for e in event.related
+        if e.name == cmd.FILLED and e.key == event.key and e.record["order_id"] == order_id
+    ]
+    answer = _decision(placed[0])
+    executed = sum(f["qty"] for f in fills)
+    status = "open" if placed[0].record["open_qty"] else ("executed" if executed else "cancelled")
+    answer.detail["status"] = status
+    answer.detail["executed_qty"] = format_qty(executed)
+    answer.detail["fills"] = [m.decision_detail(f) for f in fills]
+    return answer
 
 
 def _decision(event: Event) -> m.Decision:
@@ -316,9 +385,16 @@ def _install_errors(app: FastAPI) -> None:
         return JSONResponse(body.model_dump(), status_code=exc.status)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         body = {"error": str(exc.detail), "command_id": None}
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route matching the path only; a path
+            # served by several routes (GET and POST /orders) supports all of theirs
+            allowed = _allowed_methods(app, request)
+            headers["Allow"] = ", ".join(allowed)
+            body["error"] = f"method {request.method} not allowed here; allowed: {headers['Allow']}"
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(ProjectionTimeout)
     async def lagging(_: Request, exc: ProjectionTimeout) -> JSONResponse:
@@ -328,6 +404,10 @@ def _install_errors(app: FastAPI) -> None:
     async def invalid(_: Request, exc: m.InvalidRequest) -> JSONResponse:
         return JSONResponse({"error": str(exc), "command_id": None}, status_code=422)
 
+    @app.exception_handler(m.Overtaken)
+    async def overtaken(_: Request, exc: m.Overtaken) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "command_id": None}, status_code=409)
+
     @app.exception_handler(RequestValidationError)
     async def validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(
@@ -335,6 +415,31 @@ def _install_errors(app: FastAPI) -> None:
             for e in exc.errors()[:5]
         )
         return JSONResponse({"error": f"invalid request: {problems}", "command_id": None}, 422)
+
+
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route serves at the request's path, in a stable order."""
+    allowed: set[str] = set()
+    for route in app.router.routes:
+        methods = getattr(route, "methods", None)
+        if methods and route.matches(request.scope)[0] is not Match.NONE:
+            allowed |= methods
+    order = {method: i for i, method in enumerate(_METHOD_ORDER)}
+    return sorted(allowed, key=lambda method: (order.get(method, len(order)), method))
+
+
+def _whole_numbers(value: Any) -> Any:
+    """The OpenAPI document with whole floats as integers (2**53 - 1, not 9007199254740991.0)."""
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _limit_body(app: FastAPI, limit: int) -> None:

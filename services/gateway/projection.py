@@ -52,6 +52,7 @@ class Projection:
             },
         )
         self.applied: dict[int, int] = {}  # account.events partition -> next offset applied
+        self.refreshed = False  # the applied offsets have been read at least once
         self._changed = asyncio.Event()
         self._listener: asyncio.Task | None = None
 
@@ -72,6 +73,7 @@ class Projection:
         except psycopg.errors.UndefinedTable:  # the projector has not made its tables yet
             return
         fresh = {r["partition"]: r["next_offset"] for r in rows}
+        self.refreshed = True
         if fresh != self.applied:
             self.applied = fresh
             self._changed.set()

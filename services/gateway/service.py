@@ -59,6 +59,7 @@ async def serve(settings: Settings, gateway: GatewaySettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     tune_for_service()  # full collections stopped the loop for 50-77 ms: the p99
+    await _until_ready(exchange)
     settings.mark_ready("gateway")
     log.info(
         "gateway %s: XML on %s:%d, HTTP on %s:%d",
@@ -73,6 +74,16 @@ async def serve(settings: Settings, gateway: GatewaySettings) -> None:
     await xml.stop()
     await http_task
     await exchange.stop()
+
+
+async def _until_ready(exchange: Exchange) -> None:
+    """Live means a write can be answered and read back (what /ready says): `make up` waits."""
+    said = None
+    while waiting := exchange.waiting_for():
+        if waiting != said:
+            log.info("gateway waiting for %s", "; ".join(waiting))
+            said = waiting
+        await asyncio.sleep(0.05)
 
 
 def main() -> None:

@@ -2,8 +2,10 @@
 
 ``<create>`` children run one after another (an account created by one child exists for the
 next). ``<transactions>`` children are appended in request order without waiting for each
-decision (the ledger decides them in that order anyway); a ``<query>`` first waits for every
-earlier child's decision and for the projection to show it.
+decision (the ledger decides them in that order anyway). An ``<order>`` is answered once it has
+been matched and every settlement of its match is decided (its fills, its refund, its
+counterparties' proceeds). A ``<query>`` first waits for every earlier child's answer, then for
+the projection to show every decision any answer of this gateway has reflected.
 """
 
 from __future__ import annotations
@@ -133,7 +135,9 @@ async def _start(
         )
     else:
         command = cmd.cancel_order(exchange.stamp(), account, item.order_id)
-    future = exchange.bus.submit(command)  # in request order; a failed write fails the decision
+    # in request order; a failed write fails the decision. An order is answered once matched
+    # and settled, as every server of this protocol does: the client's next request sees it.
+    future = exchange.bus.submit(command, placed=isinstance(item, Order))
     return asyncio.ensure_future(_finish(exchange, account, item, command, future, session))
 
 
@@ -149,7 +153,7 @@ async def _finish(exchange: Exchange, account: str, item, command, future, sessi
         event = await exchange.bus.decision(command, future)
     except FAILURES as exc:
         return reply.error(attrs, str(exc))
-    session.note(event)
+    exchange.answering(event, session)
     if event.name == REJECTED:
         return reply.error(attrs, _why(event))
     if isinstance(item, Order):

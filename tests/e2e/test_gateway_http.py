@@ -1,15 +1,23 @@
 """The HTTP API and WebSocket streams through the whole running system: orders placed over XML
 and over HTTP trade with each other and each side sees the other's fill in its own surface; keys
-are refused wherever they do not belong; schemathesis finds no server error."""
+are refused wherever they do not belong; schemathesis (every check and phase, both keys) finds
+nothing. `python -m tests.e2e.test_gateway_http` (`make fuzz-http`) runs that against `make up`."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -195,6 +203,49 @@ def test_orders_lifecycle_over_http(http, system):
     assert unknown.status_code == 404
 
 
+def test_an_order_can_wait_for_its_match_and_a_whole_reduce_closes(http, system):
+    symbol = new_symbol(http, system)
+    seller, seller_key = new_account(http, system)
+    buyer, buyer_key = new_account(http, system, "1000")
+    issued = http.post(
+        f"/symbols/{symbol}/issue",
+        json={"account_id": seller, "qty": "10"},
+        headers=bearer(system.admin_key),
+    )
+    assert issued.status_code == 200, issued.text
+    stranger = http.post(
+        f"/symbols/{symbol}/issue",
+        json={"account_id": "98765432109876543210", "qty": "1"},
+        headers=bearer(system.admin_key),
+    )
+    assert stranger.status_code == 409 and "98765432109876543210" in stranger.json()["error"]
+    ask = {"symbol": symbol, "side": "SELL", "qty": "4", "price": "3"}
+    resting = http.post("/orders", json=ask, params={"wait": "matched"}, headers=bearer(seller_key))
+    assert resting.status_code == 201, resting.text
+    placed = resting.json()
+    assert placed["event"] == "OrderPlaced"
+    assert placed["detail"]["status"] == "open" and placed["detail"]["open_qty"] == "4"
+    assert placed["detail"]["fills"] == []
+    bid = {"symbol": symbol, "side": "BUY", "qty": "6", "price": "5"}
+    crossing = http.post("/orders", json=bid, params={"wait": "matched"}, headers=bearer(buyer_key))
+    assert crossing.status_code == 201, crossing.text
+    detail = crossing.json()["detail"]
+    assert detail["status"] == "open" and detail["open_qty"] == "2"
+    assert detail["executed_qty"] == "4"
+    assert [(f["price"], f["qty"]) for f in detail["fills"]] == [("3", "4")]
+    # 4 bought at 3 (the refund of 4 x (5 - 3) is spendable at once), 2 x 5 held for the rest
+    balance = http.get("/account/balance", headers=bearer(buyer_key)).json()
+    assert balance == {"account_id": buyer, "cash_available": "978", "cash_held": "10"}
+    refused = http.post("/orders", json=bid, params={"wait": "soon"}, headers=bearer(buyer_key))
+    assert refused.status_code == 422
+    order_id = crossing.json()["order_id"]
+    whole = http.post(f"/orders/{order_id}/reduce", json={"qty": "2"}, headers=bearer(buyer_key))
+    assert whole.status_code == 200, whole.text
+    assert whole.json()["event"] == "OrderClosed"
+    shown = http.get(f"/orders/{order_id}", headers=bearer(buyer_key)).json()
+    assert (shown["status"], shown["open_qty"]) == ("cancelled", "0"), shown
+
+
 # -- auth ----------------------------------------------------------------------------------------
 def test_every_endpoint_refuses_missing_wrong_and_other_keys(http, system):
     symbol = new_symbol(http, system)
@@ -218,7 +269,7 @@ def test_every_endpoint_refuses_missing_wrong_and_other_keys(http, system):
     }
     checked = 0
     for path, methods in spec["paths"].items():
-        if path.startswith("/markets/"):
+        if path.startswith("/markets/") or path == "/ready":
             continue  # public market data
         url = path.replace("{order_id}", str(order)).replace("{symbol}", symbol)
         for method, op in methods.items():
@@ -270,30 +321,125 @@ def test_streams_refuse_missing_and_wrong_keys_and_keep_accounts_apart(http, sys
 
 
 # -- schemathesis --------------------------------------------------------------------------------
-@pytest.mark.parametrize("who", ["account", "admin"])
-def test_schemathesis_finds_no_server_error(http, system, who):
-    key = new_account(http, system)[1] if who == "account" else system.admin_key
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "schemathesis.cli",
-            "run",
-            f"{system.http_url}/openapi.json",
-            "--checks",
-            "not_a_server_error,response_schema_conformance,status_code_conformance",
-            "-H",
-            f"Authorization: Bearer {key}",
-            "--max-examples",
-            "15",
-            "--request-timeout",
-            "30",
-            "--generation-deterministic",
-            "--suppress-health-check",
-            "all",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=480,
+# Every check, every phase (examples, coverage, fuzzing, stateful): each operation is called with
+# the key its OpenAPI security names (AdminKey or AccountKey; the document says which), half the
+# time on a listed symbol and an existing account so that orders trade, holds settle and the
+# stateful phase follows real order ids. The one check turned off for one operation:
+# use_after_free on GET /orders/{order_id} — DELETE /orders/{id} cancels an order, and a cancelled
+# order stays readable with status "cancelled" by design (docs/gateway.md), where the check wants
+# a 404.
+# One worker: schemathesis's workers are threads, and on this machine's Python (3.11.7) threads
+# that parse source at once (hypothesis describing a filter) can fail with "SystemError: AST
+# constructor recursion depth mismatch" (CPython gh-106905, fixed in 3.11.8): a run error, not a
+# finding. With --workers 2 the 10-example run below had 2 of them.
+FUZZ_CONFIG = """
+[generation]
+database = "none"
+
+[cache]
+enabled = false
+
+[auth.openapi.AdminKey]
+bearer = "${MARKETLOG_FUZZ_ADMIN_KEY}"
+
+[auth.openapi.AccountKey]
+bearer = "${MARKETLOG_FUZZ_ACCOUNT_KEY}"
+
+[dictionaries.symbols]
+values = ["{symbol}"]
+
+[dictionaries.accounts]
+values = ["{account}"]
+
+[parameters]
+"path.symbol" = { dictionary = "symbols", probability = 0.5 }
+"body.symbol" = { dictionary = "symbols", probability = 0.5 }
+"body.account_id" = { dictionary = "accounts", probability = 0.3 }
+
+[[operations]]
+include-name = "GET /orders/{order_id}"
+checks.use_after_free.enabled = false
+"""
+
+
+@dataclass(frozen=True)
+class FuzzRun:
+    returncode: int
+    seconds: float
+    output: str
+
+    def numbers(self) -> str:
+        """The run's own summary lines (operations, test cases, failures, time)."""
+        lines = self.output.splitlines()
+        start = next((i for i, line in enumerate(lines) if "SUMMARY" in line), len(lines) - 25)
+        return "\n".join(lines[start:]) + f"\n(wall time {self.seconds:.0f} s)"
+
+
+def fuzz_http(
+    base_url: str, admin_key: str, *, examples: int, seed: int, workers: int = 1
+) -> FuzzRun:
+    """Schemathesis against a running gateway: opens an account (with cash and shares of a fresh
+    symbol) through the API for the account key, then runs every check and phase."""
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        admin = bearer(admin_key)
+        symbol = fresh_symbol("FZ")
+        made = http.post("/symbols", json={"symbol": symbol}, headers=admin)
+        assert made.status_code == 201, made.text
+        opened = http.post("/accounts", json={"balance": "100000000"}, headers=admin)
+        assert opened.status_code == 201, opened.text
+        account, key = opened.json()["account_id"], opened.json()["api_key"]
+        issued = http.post(
+            f"/symbols/{symbol}/issue",
+            json={"account_id": account, "qty": "1000000"},
+            headers=admin,
+        )
+        assert issued.status_code == 200, issued.text
+    with tempfile.TemporaryDirectory(prefix="fuzz-http-") as scratch:
+        config = Path(scratch, "schemathesis.toml")
+        config.write_text(FUZZ_CONFIG.replace("{symbol}", symbol).replace("{account}", account))
+        env = {
+            **os.environ,
+            "MARKETLOG_FUZZ_ADMIN_KEY": admin_key,
+            "MARKETLOG_FUZZ_ACCOUNT_KEY": key,
+        }
+        command = [
+            *(sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "--no-color"),
+            *("run", f"{base_url}/openapi.json"),
+            *("--checks", "all", "--phases", "examples,coverage,fuzzing,stateful"),
+            *("--max-examples", str(examples), "--workers", str(workers), "--seed", str(seed)),
+            *("--request-timeout", "30", "--suppress-health-check", "all"),
+        ]
+        started = time.monotonic()
+        run = subprocess.run(command, capture_output=True, text=True, env=env, cwd=scratch)
+        seconds = time.monotonic() - started
+    return FuzzRun(run.returncode, seconds, run.stdout + run.stderr)
+
+
+def test_schemathesis_finds_nothing(system):
+    """All checks, all phases, both keys, 25 examples per operation (about 3 minutes on the
+    2-core machine; `make fuzz-http` runs 500 against `make up`)."""
+    run = fuzz_http(system.http_url, system.admin_key, examples=25, seed=568)
+    assert run.returncode == 0, run.output[-12000:]
+    print(run.numbers())
+
+
+def main() -> None:
+    """`make fuzz-http`: the same run against a running stack (`make up`), with more examples."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--url", default="http://127.0.0.1:8080")
+    parser.add_argument("--admin-key-file", default=".state/admin.key")
+    parser.add_argument("--examples", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=secrets.randbelow(2**31))
+    args = parser.parse_args()
+    admin_key = os.environ.get("MARKETLOG_ADMIN_KEY") or Path(args.admin_key_file).read_text()
+    print(f"schemathesis: {args.examples} examples per operation, seed {args.seed}", flush=True)
+    run = fuzz_http(
+        args.url, admin_key.strip(), examples=args.examples, seed=args.seed, workers=args.workers
     )
-    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    print(run.output if run.returncode else run.numbers())
+    sys.exit(run.returncode)
+
+
+if __name__ == "__main__":
+    main()

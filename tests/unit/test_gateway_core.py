@@ -66,6 +66,41 @@ def test_a_decision_answers_only_its_own_account_and_order():
     assert not cmd.answers(replace, closed, {"envelope": env("1"), "order_id": 7})
 
 
+def _decision(name: str, key: str, **fields) -> tuple[str, dict]:
+    return cmd.ACCOUNT + name, {"envelope": env(key), **fields}
+
+
+def test_an_order_placed_is_answered_once_every_settlement_of_its_match_is_heard():
+    place = cmd.place_order(STAMP, "1", cmd.OrderSpec("SPY", "BUY", 300, 125))
+    reply = cmd.Reply(place, placed=True)
+    fill = {"symbol": "SPY", "price": 120, "qty": 100}
+    # the counterparty's fill, decided on its own partition, can be heard first
+    assert not reply.hear(*_decision("OrderFilled", "2", order_id=4, role="MAKER", **fill))
+    assert not reply.hear(*_decision("OrderAccepted", "1", order_id=9, duplicate=False))
+    assert reply.accepted and not reply.done
+    assert not reply.hear(*_decision("OrderFilled", "1", order_id=9, role="TAKER", **fill))
+    # placed, resting the rest: three settlements came before it, one not heard yet
+    assert not reply.hear(*_decision("OrderPlaced", "1", order_id=9, open_qty=200, settlements=3))
+    assert not reply.hear(*_decision("OrderPlaced", "1", order_id=8, open_qty=0, settlements=0))
+    assert reply.hear(*_decision("OrderClosed", "3", order_id=2, qty=0, reason="EXPIRED"))
+    assert reply.heard[reply.answer][1]["order_id"] == 9 and len(reply.heard) == 6
+
+
+def test_an_order_answered_at_acceptance_or_refused_needs_no_placement():
+    place = cmd.place_order(STAMP, "1", cmd.OrderSpec("SPY", "BUY", 300, 125))
+    assert cmd.Reply(place).hear(*_decision("OrderAccepted", "1", order_id=9, duplicate=False))
+    refused = _decision("CommandRejected", "1", command="PlaceOrder", order_id=None)
+    assert cmd.Reply(place, placed=True).hear(*refused)
+    # a retried client_order_id: the original was placed long ago, nothing new will follow
+    retry = _decision("OrderAccepted", "1", order_id=9, duplicate=True)
+    assert cmd.Reply(place, placed=True).hear(*retry)
+    # a settlement the ledger refused still counts as decided
+    reply = cmd.Reply(place, placed=True)
+    reply.hear(*_decision("OrderAccepted", "1", order_id=9, duplicate=False))
+    reply.hear(*_decision("OrderPlaced", "1", order_id=9, open_qty=0, settlements=1))
+    assert reply.hear(*_decision("CommandRejected", "2", command="Fill", order_id=4))
+
+
 def test_token_bucket_refills_at_its_rate_up_to_its_burst():
     bucket = TokenBucket.full(rate=2, burst=3, now=0)
     assert [bucket.take(0) for _ in range(4)] == [True, True, True, False]
