@@ -20,9 +20,10 @@ from services.common.topics import provision
 
 
 class BenchEnv:
-    def __init__(self, results: dict | None = None, stem: Path | None = None) -> None:
-        self.results = {} if results is None else results  # figures of the suites run so far
-        self.stem = stem  # bench/results/<date>T<HHMM>-<host>: where a suite may write its files
+    def __init__(self, out: Path, *, quick: bool = False) -> None:
+        self.results: dict[str, dict] = {}  # figures of the suites run so far, by suite
+        self.out = out  # the results directory: a suite may write files of its own there
+        self.quick = quick  # small sizes and short steps: proves the harness, measures little
         home = Path(os.environ.get("MARKETLOG_BENCH_HOME", STATE / "bench"))
         port = int(os.environ.get("MARKETLOG_BENCH_KAFKA_PORT", "39092"))
         self.kafka = LocalKafka(home / "kafka", port, port + 1)

@@ -5,7 +5,8 @@
    command's size. Throughput is records/s from the first send to the last receipt; latency is
    send -> receipt per record.
 2. one exactly-once hop: the same records relayed by services.common.processor.Processor with an
-   identity core (consume -> produce -> send offsets -> commit), the loop every processor runs.
+   identity core (consume -> produce -> send offsets -> commit), the loop every processor runs,
+   through its public ``run(records=n)``.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ import time
 from confluent_kafka import Consumer, Producer, TopicPartition
 from hdrh.histogram import HdrHistogram
 
+from bench import throughput
+from infra.stack import create_topics
 from services.common.codec import Codec
 from services.common.config import Settings
 from services.common.kafka import consumer_config, producer_config
 from services.common.processor import Output, Processor
-from tests.support import create_topics
 
 RECORDS = 200_000
+QUICK_RECORDS = 20_000
 BATCH = 2000
 
 
@@ -73,30 +76,30 @@ def _consume(settings: Settings, topic: str, count: int, out: mp.Queue) -> None:
     out.put((last, percentiles(hist)))
 
 
-def produce_consume(settings: Settings, value: bytes) -> dict:
+def produce_consume(settings: Settings, value: bytes, records: int) -> dict:
     topic = settings.topic("ceiling.raw")
     create_topics(settings, settings.partitions, topic)
     results: mp.Queue = mp.get_context("spawn").Queue()
     reader = mp.get_context("spawn").Process(
-        target=_consume, args=(settings, topic, RECORDS, results)
+        target=_consume, args=(settings, topic, records, results)
     )
     reader.start()
     time.sleep(2.0)  # let the consumer assign before the clock starts
     producer = Producer(producer_config(settings, "ceiling"))
     producer.init_transactions()
     started = time.time_ns()
-    for first in range(0, RECORDS, BATCH):
+    for first in range(0, records, BATCH):
         producer.begin_transaction()
-        for i in range(first, min(first + BATCH, RECORDS)):
+        for i in range(first, min(first + BATCH, records)):
             producer.produce(topic, value, str(time.time_ns()), partition=i % settings.partitions)
         producer.commit_transaction()
     last, latency = results.get(timeout=300)
     reader.join(30)
     return {
-        "records": RECORDS,
+        "records": records,
         "record_bytes": len(value),
         "txn_batch": BATCH,
-        "records_per_s": round(RECORDS / ((last - started) / 1e9)),
+        "records_per_s": round(records / ((last - started) / 1e9)),
         "latency_ms": latency,
     }
 
@@ -127,36 +130,25 @@ class _RelayCore:
         return _Relay(self.output_topic)
 
 
-def eos_hop(settings: Settings, value: bytes) -> dict:
+def eos_hop(settings: Settings, value: bytes, records: int) -> dict:
     core = _RelayCore(settings)
     create_topics(settings, settings.partitions, core.input_topic, core.output_topic)
     create_topics(settings, settings.partitions, core.snapshot_topic, compacted=True)
-    producer = Producer(producer_config(settings))
-    for i in range(RECORDS):
-        producer.produce(core.input_topic, value, str(i), partition=i % settings.partitions)
-        if i % 50_000 == 0:
-            producer.flush()
-    producer.flush()
-    processor = Processor(core, settings, batch_records=BATCH)
-    processor.producer.init_transactions(30)
-    processor.consumer.subscribe([core.input_topic], on_assign=processor._on_assign)
-    started, done = 0.0, 0
-    while done < RECORDS:
-        records = processor.consumer.consume(BATCH, 0.005)
-        if records:
-            started = started or time.perf_counter()  # from the first record: not the group join
-            processor._process(records)
-            done += len(records)
-    seconds = time.perf_counter() - started
-    processor.consumer.close()
-    processor.producer.flush(10)
-    return {"records": RECORDS, "records_per_s": round(RECORDS / seconds), "txn_batch": BATCH}
+    throughput.produce(
+        settings,
+        core.input_topic,
+        ((str(i), value, i % settings.partitions) for i in range(records)),
+    )
+    # from the first record to the last commit: the group join is not the hop's cost
+    seconds = Processor(core, settings, batch_records=BATCH).run(records=records)
+    return {"records": records, "records_per_s": round(records / seconds), "txn_batch": BATCH}
 
 
 def run(env) -> dict:
     value = order_sized_value()
-    raw = [produce_consume(env.settings(), value) for _ in range(3)]
-    hop = [eos_hop(env.settings(), value) for _ in range(3)]
+    records, runs = (QUICK_RECORDS, 1) if env.quick else (RECORDS, 3)
+    raw = [produce_consume(env.settings(), value, records) for _ in range(runs)]
+    hop = [eos_hop(env.settings(), value, records) for _ in range(runs)]
     return {
         "produce_consume": {
             "runs": raw,
@@ -167,3 +159,13 @@ def run(env) -> dict:
             "median_records_per_s": statistics.median(r["records_per_s"] for r in hop),
         },
     }
+
+
+def summary(figures: dict) -> str:
+    raw, hop = figures["produce_consume"], figures["eos_hop"]
+    return (
+        f"- transactional produce -> read_committed consume: {raw['median_records_per_s']:,} "
+        f"records/s (median of {len(raw['runs'])})\n"
+        f"- one exactly-once hop (the processor loop, identity core): "
+        f"{hop['median_records_per_s']:,} records/s"
+    )

@@ -1,8 +1,9 @@
 """The projector: events/s into PostgreSQL, and the time to rebuild from a 1,000,000-event log.
 
-A synthetic, self-consistent history (services.projector.synth: limit and market orders that
-trade, cancels, reduces, deposits, withdrawals, share issues, rejections) is pre-encoded and
-appended to account.events and market.events with a plain idempotent producer. Then:
+A synthetic, self-consistent history (testkit.history: the real ledger and matcher in memory;
+limit and market orders that trade, cancels, reduces, deposits, withdrawals, share issues,
+rejections) is pre-encoded and appended to account.events and market.events with a plain
+idempotent producer. Then:
 
 1. serve: `python -m services.projector serve` starts on an empty database and catches up with
    the whole log, as after a fresh deploy; events/s is measured from its first commit to the last
@@ -16,65 +17,34 @@ The two builds must agree: row counts of every table are compared.
 from __future__ import annotations
 
 import collections
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
+from bench.cpu import cpu_seconds, postmaster_pid, tree_seconds
 from bench.env import BenchEnv
+from infra.local import LocalPostgres
+from infra.stack import settings_env
 from services.common.config import Settings
-from services.projector import schema, synth
+from services.common.reader import end_offsets
+from services.projector import schema
+from testkit import history
 
 EVENTS = 1_000_000
+QUICK_EVENTS = 50_000
 ACCOUNTS = 5_000
 SYMBOLS = 50
-
-
-def _env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        KAFKA_BOOTSTRAP_SERVERS=settings.kafka,
-        DATABASE_URL=settings.database_url,
-        MARKETLOG_TOPIC_PREFIX=settings.topic_prefix,
-        MARKETLOG_RUN_DIR=str(settings.run_dir),
-    )
-    return env
-
-
-def _ticks(pid: int, children_too: bool = False) -> int:
-    """utime + stime (+ cutime + cstime: children that exited) of a process, from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return sum(int(f) for f in fields[11 : 15 if children_too else 13])
-
-
-def _cpu_seconds(pid: int) -> float:
-    return _ticks(pid) / os.sysconf("SC_CLK_TCK")
-
-
-def _postgres_cpu_seconds(port: int) -> float:
-    """The cluster's CPU so far: the postmaster, its live children, and exited backends."""
-    found = subprocess.run(["pgrep", "-f", f"postgres.*-p {port}"], capture_output=True, text=True)
-    total = 0
-    for parent in (int(p) for p in found.stdout.split()):
-        total += _ticks(parent, children_too=True)
-        children = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True)
-        total += sum(_ticks(int(c)) for c in children.stdout.split())
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def produce_history(settings: Settings, events: int) -> tuple[int, dict, float]:
     """Generate, encode and append the history in chunks; returns (count, mix, produce seconds)."""
     mix: collections.Counter = collections.Counter()
     count, producing = 0, 0.0
-    for chunk in synth.history_chunks(events, seed=42, accounts=ACCOUNTS, symbols=SYMBOLS):
+    for chunk in history.history_chunks(events, seed=42, accounts=ACCOUNTS, symbols=SYMBOLS):
         mix.update(name.rsplit(".", 1)[1] for _, _, name, _ in chunk)
-        encoded = synth.encode(chunk)
+        encoded = history.encode(chunk)
         started = time.monotonic()
-        count += synth.produce(settings, encoded)
+        count += history.produce(settings, encoded)
         producing += time.monotonic() - started
     return count, dict(mix.most_common()), producing
 
@@ -94,26 +64,18 @@ class Progress:
 
 
 def log_end(settings: Settings) -> int:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": settings.kafka, "group.id": "bench-probe"})
-    total = 0
-    for role in ("account.events", "market.events"):
-        topic = settings.topic(role)
-        for p in consumer.list_topics(topic, 10).topics[topic].partitions:
-            total += consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1]
-    consumer.close()
-    return total
+    topics = [settings.topic(role) for role in ("account.events", "market.events")]
+    return sum(end_offsets(settings, topics).values())
 
 
-def serve(settings: Settings, events: int, pg_port: int) -> dict:
+def serve(settings: Settings, events: int, postgres: LocalPostgres) -> dict:
     end = log_end(settings)
     progress = Progress(settings)
-    pg_cpu = _postgres_cpu_seconds(pg_port)
+    pg_cpu = tree_seconds(postmaster_pid(postgres))
     started = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.projector", "serve"],
-        env=_env(settings),
+        env=settings_env(settings),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -126,13 +88,13 @@ def serve(settings: Settings, events: int, pg_port: int) -> dict:
                 raise RuntimeError(f"projector exited with {proc.returncode}")
             time.sleep(0.1)
         finished = time.monotonic()
-        projector_cpu = _cpu_seconds(proc.pid)
+        projector_cpu = cpu_seconds(proc.pid)
     finally:
         proc.terminate()
         proc.wait(60)
         progress.conn.close()
     time.sleep(0.5)  # its backend exits and is reaped: its CPU shows in the postmaster's
-    pg_cpu = _postgres_cpu_seconds(pg_port) - pg_cpu
+    pg_cpu = tree_seconds(postmaster_pid(postgres)) - pg_cpu
     first_time, first_done = first or (started, 0)
     return {
         "events": events,
@@ -155,7 +117,7 @@ def rebuild(settings: Settings) -> dict:
     started = time.monotonic()
     subprocess.run(
         [sys.executable, "-m", "services.projector", "rebuild"],
-        env=_env(settings),
+        env=settings_env(settings),
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -167,7 +129,8 @@ def rebuild(settings: Settings) -> dict:
     return {"seconds": round(seconds, 1), "rows": after}
 
 
-def run(env: BenchEnv, events: int = EVENTS) -> dict:
+def run(env: BenchEnv) -> dict:
+    events = QUICK_EVENTS if env.quick else EVENTS
     settings = env.settings(partitions=4)
     started = time.monotonic()
     count, mix, producing = produce_history(settings, events)
@@ -182,6 +145,16 @@ def run(env: BenchEnv, events: int = EVENTS) -> dict:
             "generate_encode_produce_s": round(prepared, 1),
             "produce_s": round(producing, 1),
         },
-        "serve": serve(settings, count, env.postgres.port),
+        "serve": serve(settings, count, env.postgres),
         "rebuild": rebuild(settings),
     }
+
+
+def summary(figures: dict) -> str:
+    serve, rebuild = figures["serve"], figures["rebuild"]
+    return (
+        f"- serve: {serve['events_per_s']:,} events/s into PostgreSQL "
+        f"({figures['history']['events']:,} events; CPU µs per event: projector "
+        f"{serve['projector_cpu_us_per_event']}, PostgreSQL {serve['postgres_cpu_us_per_event']})\n"
+        f"- rebuild of the same log: {rebuild['seconds']} s"
+    )

@@ -9,7 +9,9 @@ For every order a step placed and got answered, four stages:
   ``account.events``): the partition's last stable offset (a matcher transaction open on the
   same partition holds it back), the ledger's fetch, its batch window, the transaction before;
 - ``commit_answer``: OrderAccepted produced -> the answer at the generator: the rest of the
-  ledger's transaction, its commit markers, the gateway's tail and the reply.
+  ledger's transaction, its commit markers, the gateway's tail and the reply; for XML, which is
+  answered once the order is matched and settled, also the matcher's transaction (its batch
+  interval) and the ledger's settlement.
 
 CreateTime is cut to the millisecond, so stages are good to ~1 ms (a sub-millisecond stage next
 to one reads about -0.5); they join on order id and command id. The slowest 1 % is split the
@@ -18,14 +20,10 @@ same way: it shows which stage makes the tail.
 
 from __future__ import annotations
 
-import time
-
-from confluent_kafka import Consumer, KafkaError, TopicPartition
-
 from bench.loadgen import StepResult
 from services.common.codec import Codec
 from services.common.config import Settings
-from services.common.kafka import consumer_config
+from services.common.reader import end_offsets, read_to_end
 
 STAGES = ("to_gateway", "gateway", "to_ledger", "commit_answer")
 TOPICS = ("ledger.commands", "account.events")
@@ -33,39 +31,19 @@ TOPICS = ("ledger.commands", "account.events")
 
 def log_ends(settings: Settings) -> dict[str, dict[int, int]]:
     """The end offset of every partition of the two topics: take it before a step."""
-    consumer = Consumer(consumer_config(settings, None))
-    try:
-        ends = {}
-        for role in TOPICS:
-            topic = settings.topic(role)
-            partitions = consumer.list_topics(topic, 10).topics[topic].partitions
-            ends[role] = {
-                p: consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1]
-                for p in partitions
-            }
-        return ends
-    finally:
-        consumer.close()
+    ends = end_offsets(settings, [settings.topic(role) for role in TOPICS])
+    return {
+        role: {p: o for (topic, p), o in ends.items() if topic == settings.topic(role)}
+        for role in TOPICS
+    }
 
 
-def _records(settings: Settings, role: str, start: dict[int, int], timeout: float = 30.0):
+def _records(settings: Settings, role: str, start: dict[int, int]):
     """(record name, record, CreateTime ms) of the topic from `start` to its committed end."""
     codec, topic = Codec(), settings.topic(role)
-    consumer = Consumer(consumer_config(settings, None, **{"enable.partition.eof": True}))
-    consumer.assign([TopicPartition(topic, p, o) for p, o in start.items()])
-    left, deadline = set(start), time.monotonic() + timeout
-    try:
-        while left and time.monotonic() < deadline:
-            for message in consumer.consume(1000, 0.5):
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        left.discard(message.partition())
-                    continue
-                name, record = codec.decode(message.value())
-                yield name, record, message.timestamp()[1]
-    finally:
-        consumer.close()
+    for message in read_to_end(settings, {(topic, p): o for p, o in start.items()}):
+        name, record = codec.decode(message.value())
+        yield name, record, message.timestamp()[1]
 
 
 def split(settings: Settings, before: dict, result: StepResult) -> dict | None:

@@ -20,9 +20,10 @@ import subprocess
 import time
 
 from bench import stages
-from bench.e2e_bench import STEAL_SAMPLE_SECONDS, CpuMeter, metered, xml_setup
+from bench.cpu import STEAL_SAMPLE_SECONDS, CpuMeter, metered
 from bench.loadgen import StepResult
-from infra.__main__ import KAFKA, POSTGRES
+from bench.orders import xml_setup
+from infra.stack import KAFKA, POSTGRES
 from services.common.config import Settings
 
 SERVICES = ("ledger", "matcher", "projector", "gateway")
@@ -43,13 +44,14 @@ def service_pids() -> dict[str, int]:
 async def run(rate: float, steps: int, seconds: float) -> None:
     port = int(os.environ.get("MARKETLOG_XML_PORT", "12345"))
     client, bodies = await xml_setup(port, first_account=int(time.time()) * 1000)
-    meter = CpuMeter(service_pids(), KAFKA, POSTGRES)
+    meter = CpuMeter.for_stack(service_pids(), KAFKA, POSTGRES)
     settings = Settings(kafka=KAFKA.bootstrap)  # the stack's broker, whatever the environment says
     try:
         for step in range(1, steps + 1):
             result = StepResult("xml", rate, seconds)
             ends = stages.log_ends(settings)
-            spent, vm, elapsed = await metered(meter, client.step(result, rate, bodies))
+            cpu = await metered(meter, client.step(result, rate, bodies))
+            spent, vm, elapsed = cpu.spent, cpu.vm, cpu.seconds
             summary = result.summary()
             orders = max(1, summary["answered"])
             print(f"step {step}: {summary['achieved_per_s']}/s, latency ms {summary['latency_ms']}")

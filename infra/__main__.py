@@ -18,14 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from .local import ROOT, STATE, InfraError, LocalKafka, LocalPostgres, port_open, stop_pid
+from .local import ROOT, STATE, InfraError, port_open, stop_pid
+from .stack import KAFKA, POSTGRES
 
-KAFKA = LocalKafka(
-    STATE / "kafka",
-    int(os.environ.get("MARKETLOG_KAFKA_PORT", "19092")),
-    int(os.environ.get("MARKETLOG_KAFKA_CONTROLLER_PORT", "19093")),
-)
-POSTGRES = LocalPostgres(STATE / "postgres", int(os.environ.get("MARKETLOG_PG_PORT", "55432")))
 RUN_DIR = STATE / "run"
 SERVICES_PID = STATE / "services.pid"
 PROCFILE = ROOT / "Procfile"

@@ -29,7 +29,6 @@ from typing import NamedTuple, Protocol
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
-    KafkaError,
     KafkaException,
     Producer,
     TopicPartition,
@@ -39,6 +38,7 @@ from .codec import Codec
 from .config import Settings
 from .kafka import consumer_config, producer_config
 from .metrics import ProcessorMetrics
+from .reader import read_to_end
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +116,12 @@ class Processor:
     def stop(self, *_: object) -> None:
         self._stopping = True
 
-    def run(self) -> None:
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
+    def run(self, records: int | None = None) -> float:
+        """Serve until stop() (SIGTERM, SIGINT). For benchmarks, `records`: stop too once that
+        many more input records are committed, as the records_in counter reads through
+        prometheus_client's registry (what a scrape sees). Returns the seconds from the first
+        batch to the last commit, group join and recovery excluded (0 without a batch)."""
+        handlers = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         self.producer.init_transactions(30)  # fences any older instance with our transactional id
         self.consumer.subscribe(
             [self.core.input_topic],
@@ -126,14 +129,24 @@ class Processor:
             on_revoke=self._on_revoke,
             on_lost=self._on_revoke,
         )
+        target = None if records is None else self.metrics.total("records_in") + records
+        first = last = 0.0
         try:
-            while not self._stopping:
-                records = self._next_batch()
-                if records:
-                    self._process(records)
+            while not self._stopping and not self._reached(target):
+                batch = self._next_batch()
+                if batch:
+                    first = first or time.monotonic()
+                    self._process(batch)
+                    last = time.monotonic()
         finally:
             self.consumer.close()
             self.producer.flush(10)
+            for sig, handler in handlers.items():  # a benchmark goes on after its run
+                signal.signal(sig, handler)
+        return last - first
+
+    def _reached(self, target: float | None) -> bool:
+        return target is not None and self.metrics.total("records_in") >= target
 
     def _next_batch(self) -> list:
         """The next transaction's records. It opens commit_gap after the last commit (the
@@ -298,53 +311,21 @@ class Processor:
         )
         return _Live(state, end, end - start, time.monotonic())
 
-    def _reader(self, topic: str, partition: int, start: int) -> Consumer:
-        reader = Consumer(consumer_config(self.settings, None, **{"enable.partition.eof": True}))
-        reader.assign([TopicPartition(topic, partition, start)])
-        return reader
-
     def _read_snapshot(self, partition: int) -> dict | None:
-        reader = self._reader(self.core.snapshot_topic, partition, OFFSET_BEGINNING)
         latest = None
-        try:
-            for record in _until_eof(reader):
-                latest = record.value()
-        finally:
-            reader.close()
+        for record in read_to_end(
+            self.settings, {(self.core.snapshot_topic, partition): OFFSET_BEGINNING}
+        ):
+            latest = record.value()
         return None if latest is None else self.codec.decode(latest)[1]
 
     def _replay(self, partition: int, state: PartitionState, start: int, end: int) -> int:
         """Apply input records in [start, end) without producing: they were produced before."""
-        reader = self._reader(self.core.input_topic, partition, start)
         count = 0
-        try:
-            for record in _until_eof(reader):
-                if record.offset() >= end:
-                    break
-                for _ in state.apply(record.value()):
-                    pass
-                count += 1
-        finally:
-            reader.close()
+        for record in read_to_end(
+            self.settings, {(self.core.input_topic, partition): start}, stop=end
+        ):
+            for _ in state.apply(record.value()):
+                pass
+            count += 1
         return count
-
-
-def _until_eof(reader: Consumer, idle_timeout: float = 30.0):
-    """Records of the reader's one partition until its end (as of now)."""
-    waited = 0.0
-    while True:
-        batch = reader.consume(1000, 0.5)
-        if not batch:
-            waited += 0.5
-            if waited >= idle_timeout:
-                raise FatalError("timed out reading to the end of a partition")
-            continue
-        waited = 0.0
-        for record in batch:
-            error = record.error()
-            if error is None:
-                yield record
-            elif error.code() == KafkaError._PARTITION_EOF:
-                return
-            else:
-                raise KafkaException(error)

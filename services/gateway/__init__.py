@@ -1,1 +1,3 @@
-"""The gateway: XML over TCP and HTTP/WebSocket in front of the log (see docs/gateway.md)."""
+"""The gateway: the exchange's surfaces in front of the log (see docs/gateway.md). One room per
+surface (``xml/``, ``http/``, ``channels/``); what they share stands at the root, behind the
+``desk.Desk``."""

@@ -52,9 +52,17 @@ class Event:
 class DecisionTimeout(TimeoutError):
     """No decision arrived in time; the command may still be decided later."""
 
+    def __init__(self, message: str, command_id: str) -> None:
+        super().__init__(message)
+        self.command_id = command_id
+
 
 class AppendError(RuntimeError):
     """The broker did not take the command."""
+
+    def __init__(self, message: str, command_id: str) -> None:
+        super().__init__(message)
+        self.command_id = command_id
 
 
 Subscriber = Callable[[Event], None]
@@ -211,7 +219,9 @@ class Bus:
             log.exception("delivery failed for an undecodable command")
             return
         command_id = record["envelope"]["command_id"]
-        problem = AppendError(f"the log did not take command {command_id}: {error.str()}")
+        problem = AppendError(
+            f"the log did not take command {command_id}: {error.str()}", command_id
+        )
         self._loop.call_soon_threadsafe(self._fail, command_id, problem)
 
     def _fail(self, command_id: str, error: AppendError) -> None:
@@ -242,7 +252,8 @@ class Bus:
                 return self._answer(entry[0], entry[2])
             raise DecisionTimeout(
                 f"no decision for command {command.command_id} within "
-                f"{self.decision_timeout:g}s; it may still be decided"
+                f"{self.decision_timeout:g}s; it may still be decided",
+                command.command_id,
             ) from exc
         finally:
             self.forget(command)
@@ -256,10 +267,6 @@ class Bus:
             self.forget(command)
             raise
         return future
-
-    async def request(self, command: Command, placed: bool = False) -> Event:
-        """Append a command and wait for the decision that answers it."""
-        return await self.decision(command, self.submit(command, placed))
 
     # -- hearing -----------------------------------------------------------------------------
     def _decide(self, events: list[Event]) -> None:

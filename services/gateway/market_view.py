@@ -76,6 +76,6 @@ class BookView:
             return [self._move(seq, maker, record["price"], -record["qty"]), trade]
         if kind == "OrderCancelled" and record.get("rested") and record.get("price") is not None:
             return [self._move(seq, record["side"], record["price"], -record["qty"])]
-        if kind == "OrderReduced":
+        if kind == "OrderReduced" and record.get("rested", True):  # not a decremented taker
             return [self._move(seq, record["side"], record["price"], -record["qty"])]
         return []

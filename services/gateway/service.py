@@ -15,9 +15,9 @@ from services.common.config import Settings
 from services.common.gc_tuning import tune_for_service
 
 from .config import GatewaySettings
-from .exchange import Exchange
-from .http_app import create_app
-from .xml_server import XmlServer
+from .desk import Desk
+from .http.app import create_app
+from .xml.server import XmlServer
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +31,15 @@ def _raise_fd_limit() -> None:
 
 
 async def serve(settings: Settings, gateway: GatewaySettings) -> None:
-    exchange = Exchange(settings, gateway)
-    await exchange.start()
+    desk = Desk.from_settings(settings, gateway)
+    await desk.start()
     if not gateway.admin_key:
         log.warning("MARKETLOG_ADMIN_KEY is not set: admin endpoints refuse every key")
-    xml = XmlServer(exchange, gateway)
+    xml = XmlServer(desk, gateway)
     await xml.start()
     http = uvicorn.Server(
         uvicorn.Config(
-            create_app(exchange, gateway),
+            create_app(desk, gateway),
             host=gateway.http_host,
             port=gateway.http_port,
             log_level="warning",
@@ -59,11 +59,11 @@ async def serve(settings: Settings, gateway: GatewaySettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     tune_for_service()  # full collections stopped the loop for 50-77 ms: the p99
-    await _until_ready(exchange)
+    await _until_ready(desk)
     settings.mark_ready("gateway")
     log.info(
         "gateway %s: XML on %s:%d, HTTP on %s:%d",
-        exchange.instance_id,
+        desk.instance_id,
         gateway.xml_host,
         gateway.xml_port,
         gateway.http_host,
@@ -73,13 +73,13 @@ async def serve(settings: Settings, gateway: GatewaySettings) -> None:
     http.should_exit = True
     await xml.stop()
     await http_task
-    await exchange.stop()
+    await desk.stop()
 
 
-async def _until_ready(exchange: Exchange) -> None:
+async def _until_ready(desk: Desk) -> None:
     """Live means a write can be answered and read back (what /ready says): `make up` waits."""
     said = None
-    while waiting := exchange.waiting_for():
+    while waiting := desk.waiting_for():
         if waiting != said:
             log.info("gateway waiting for %s", "; ".join(waiting))
             said = waiting

@@ -24,6 +24,7 @@ class Account:
         self.held = 0  # cash held for open buy orders
         self.positions: dict[str, Position] = {}
         # client_order_id -> original decision: a rejection reason (str) or the accepted terms
+        # (decisions.AcceptedTerms)
         self.client_orders: dict[str, str | tuple] = {}
 
     def position(self, symbol: str) -> Position:

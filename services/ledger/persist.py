@@ -10,6 +10,7 @@ import hashlib
 import json
 
 from .accounts import Account, Order, Position
+from .decisions import AcceptedTerms
 from .state import Ledger
 
 VERSION = 1
@@ -66,7 +67,7 @@ def load(data: bytes, partition: int, partitions: int) -> Ledger:
         acct = ledger.accounts[account_id] = Account(account_id, cash)
         acct.held = held
         acct.positions = {s: Position(a, h) for s, a, h in positions}
-        acct.client_orders = {k: v if type(v) is str else tuple(v) for k, v in seen}
+        acct.client_orders = {k: v if type(v) is str else AcceptedTerms(*v) for k, v in seen}
     for order_id, account_id, symbol, buy, price, remaining, hold, *terms in doc["orders"]:
         acct = ledger.accounts[account_id]
         order = Order(order_id, acct, symbol, buy, price, remaining, hold, tuple(terms))

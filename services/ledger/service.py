@@ -3,7 +3,8 @@
 Input ``ledger.commands`` (key account); decisions to ``account.events`` (key account, or symbol
 for SymbolCreated) and held orders to ``match.commands`` (key symbol); snapshots of each
 partition's state to ``ledger.snapshots``. The loop says how many partitions there are.
-Records go through the shared compiled codec (``Wire`` below is the ledger's glue to it).
+Records go through the shared compiled codec (``Wire`` below is the ledger's glue to it): the core's
+typed decisions become Avro here, and only here (``as_record`` gives one as the codec's dict).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from services.common.config import Settings
 from services.common.processor import Output
 
 from . import persist
-from .decisions import ACCOUNT_EVENTS, COMMAND_REJECTED, FIELDS, MATCH_COMMANDS, Decision
+from .decisions import ACCOUNT_EVENTS, EMITTED, MATCH_COMMANDS, CommandRejected, Decision
 from .state import Ledger
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,23 @@ log = logging.getLogger(__name__)
 _SUSPECT = {"Fill", "OrderClosed", "OrderReduced"}
 
 
+def record_name(decision: Decision) -> str:
+    """The Avro record type a decision is written as, e.g. marketlog.account.OrderFilled."""
+    return EMITTED[type(decision[1])][1]
+
+
+def as_record(decision: Decision) -> dict:
+    """The decision as its Avro record (a dict), envelope keyed like the decision."""
+    key, record = decision
+    out = record._asdict()
+    if record.envelope["key"] != key:
+        out["envelope"] = {**record.envelope, "key": key}
+    return out
+
+
 class Wire:
-    """The ledger's records through the shared Codec; decisions encoded from their values tuples.
+    """The ledger's records through the shared Codec; a decision's typed record is the values
+    tuple the codec's values encoder writes (its fields are the schema's, in order).
 
     The envelope of the last record decoded is kept encoded: decisions about it (nearly all of
     them) copy its command_id, ts and reply_to as bytes, re-keyed to the decision's key.
@@ -33,7 +49,7 @@ class Wire:
 
     def __init__(self, codec: Codec | None = None) -> None:
         self.codec = codec or Codec()
-        self._write = {name: self.codec.values_encoder(name) for name in FIELDS}
+        self._write = {kind: self.codec.values_encoder(name) for kind, (_, name) in EMITTED.items()}
         self._env: dict | None = None
         self._raw: Envelope | None = None
 
@@ -44,21 +60,23 @@ class Wire:
         return name, record
 
     def encode(self, decision: Decision) -> bytes:
-        _, key, name, values = decision
-        env = values[0]
+        key, record = decision
+        env = record.envelope
         raw = self._raw if env is self._env else self.codec.encode_envelope(env)
-        return self._write[name](values, keyed(raw, key))
+        return self._write[type(record)](record, keyed(raw, key))
 
 
 class LedgerPartition:
     """One partition's core behind the loop's bytes-in, records-out interface."""
 
-    __slots__ = ("ledger", "topics", "wire")
+    __slots__ = ("ledger", "topic_of", "topics", "wire")
 
     def __init__(self, ledger: Ledger, wire: Wire, topics: dict[str, str]) -> None:
         self.ledger = ledger
         self.wire = wire
         self.topics = topics
+        # each decision's record type -> the topic it goes to
+        self.topic_of = {kind: topics[role] for kind, (role, _) in EMITTED.items()}
 
     def apply(self, value: bytes) -> list[Output]:
         try:
@@ -73,12 +91,12 @@ class LedgerPartition:
             return []
         outputs = []
         for decision in self.ledger.apply(name, record):
-            topic, key, record_name, values = decision
-            if record_name == COMMAND_REJECTED and values[1] in _SUSPECT:
+            key, out = decision
+            if type(out) is CommandRejected and out.command in _SUSPECT:
                 log.warning(
-                    "partition %d: settlement refused: %s", self.ledger.partition, values[2]
+                    "partition %d: settlement refused: %s", self.ledger.partition, out.reason
                 )
-            outputs.append(Output(self.topics[topic], key, self.wire.encode(decision)))
+            outputs.append(Output(self.topic_of[type(out)], key, self.wire.encode(decision)))
         return outputs
 
     def snapshot(self) -> bytes:

@@ -17,30 +17,15 @@ from collections.abc import Callable
 
 from services.common.money import MAX_UNITS
 
-from .accounts import SIDES, Account, Order, Position
-from .decisions import (
-    ACCOUNT_CREATED,
-    ACCOUNT_EVENTS,
-    CASH_DEPOSITED,
-    CASH_WITHDRAWN,
-    MATCH_CANCEL,
-    MATCH_COMMANDS,
-    MATCH_PLACE,
-    MATCH_REDUCE,
-    MATCH_REPLACE,
-    ORDER_ACCEPTED,
-    ORDER_CLOSED,
-    ORDER_FILLED,
-    ORDER_PLACED,
-    ORDER_REDUCED,
-    SHARES_ISSUED,
-    SYMBOL_CREATED,
-    Decision,
-    rejected,
-)
+from . import decisions as d
+from .accounts import SIDES, Account, Order
+from .decisions import Decision, rejected
 
 L = "marketlog.ledger."
 NOTIONAL_TOO_LARGE = "price × quantity exceeds the 64-bit cash range"
+# the close reasons that answer a forwarded cancel, reduce (to zero) or replace; the matcher's
+# expiries and self-trade cancels carry the id of whichever command set them off
+ANSWERS = frozenset(("USER", "REPLACED"))
 
 
 class Ledger:
@@ -84,8 +69,7 @@ class Ledger:
             return [rejected(env, "CreateAccount", reason)]
         self.accounts[account_id] = Account(account_id, balance)
         self.cash_supply += balance
-        values = (env, balance, rec["api_key_hash"])
-        return [(ACCOUNT_EVENTS, account_id, ACCOUNT_CREATED, values)]
+        return [d.account_created(env, self.accounts[account_id], rec["api_key_hash"])]
 
     def _deposit(self, rec: dict) -> list[Decision]:
         env, amount = rec["envelope"], rec["amount"]
@@ -101,7 +85,7 @@ class Ledger:
             return [rejected(env, "Deposit", reason)]
         acct.cash += amount
         self.cash_supply += amount
-        return [(ACCOUNT_EVENTS, acct.id, CASH_DEPOSITED, (env, amount, acct.cash))]
+        return [d.cash_deposited(env, acct, amount)]
 
     def _withdraw(self, rec: dict) -> list[Decision]:
         env, amount = rec["envelope"], rec["amount"]
@@ -117,7 +101,7 @@ class Ledger:
             return [rejected(env, "Withdraw", reason)]
         acct.cash -= amount
         self.cash_supply -= amount
-        return [(ACCOUNT_EVENTS, acct.id, CASH_WITHDRAWN, (env, amount, acct.cash))]
+        return [d.cash_withdrawn(env, acct, amount)]
 
     def _create_symbol(self, rec: dict) -> list[Decision]:
         env = rec["envelope"]
@@ -137,7 +121,7 @@ class Ledger:
         if reason:
             return [rejected(env, "CreateSymbol", reason)]
         tick, lot = self.symbols[symbol]  # an existing listing keeps its sizes
-        return [(ACCOUNT_EVENTS, symbol, SYMBOL_CREATED, (env, tick, lot, created))]
+        return [d.symbol_created(env, symbol, tick, lot, created)]
 
     def _issue_shares(self, rec: dict) -> list[Decision]:
         env, symbol, qty = rec["envelope"], rec["symbol"], rec["qty"]
@@ -157,7 +141,7 @@ class Ledger:
         pos = acct.position(symbol)
         pos.available += qty
         self.share_supply[symbol] = issued + qty
-        return [(ACCOUNT_EVENTS, acct.id, SHARES_ISSUED, (env, symbol, qty, pos.available))]
+        return [d.shares_issued(env, acct, symbol, qty, pos)]
 
     # -- orders -----------------------------------------------------------------------------
     def _place_order(self, rec: dict) -> list[Decision]:
@@ -167,7 +151,7 @@ class Ledger:
             return [rejected(env, "PlaceOrder", "unknown account")]
         client_order_id = rec["client_order_id"]
         if client_order_id and client_order_id in acct.client_orders:
-            return [duplicate(env, acct, acct.client_orders[client_order_id])]
+            return [d.duplicate(env, acct, acct.client_orders[client_order_id])]
         hold = self._check_place(rec, acct)
         if type(hold) is str:
             if client_order_id:
@@ -178,10 +162,11 @@ class Ledger:
             tif = "IOC"  # the schema's default; a market order never rests
         terms = (tif, rec["expire_ts"], rec["post_only"], rec["stp"])
         order = self._open(acct, symbol, rec["side"] == "BUY", price, rec["qty"], hold, terms)
-        accept = accepted(env, order, client_order_id, budget, None)
-        if client_order_id:  # the accepted terms, order_id .. hold, for a retry
-            acct.client_orders[client_order_id] = accept[3][1:13]
-        return [accept, forward_place(env, order, budget, self.symbols[symbol][1])]
+        accept = d.accepted(env, order, client_order_id, budget, None)
+        if client_order_id:  # what a retry is answered with
+            _, acceptance = accept
+            acct.client_orders[client_order_id] = d.accepted_terms(acceptance)
+        return [accept, d.forward_place(env, order, budget, self.symbols[symbol][1])]
 
     def _check_place(self, rec: dict, acct: Account) -> str | int:
         """A rejection reason, or the hold an acceptable order takes."""
@@ -258,8 +243,7 @@ class Ledger:
         if order is None:
             return [rejected(env, "CancelOrder", f"unknown order {order_id}", order_id)]
         self.forwarded[env["command_id"]] = "CancelOrder"
-        values = (env, order.account.id, order_id)
-        return [(MATCH_COMMANDS, order.symbol, MATCH_CANCEL, values)]
+        return [d.forward_cancel(env, order)]
 
     def _reduce_order(self, rec: dict) -> list[Decision]:
         env, order_id, qty = rec["envelope"], rec["order_id"], rec["qty"]
@@ -276,8 +260,7 @@ class Ledger:
         if reason:
             return [rejected(env, "ReduceOrder", reason, order_id)]
         self.forwarded[env["command_id"]] = "ReduceOrder"
-        values = (env, order.account.id, order_id, qty)
-        return [(MATCH_COMMANDS, order.symbol, MATCH_REDUCE, values)]
+        return [d.forward_reduce(env, order, qty)]
 
     def _replace_order(self, rec: dict) -> list[Decision]:
         env, order_id, price, qty = rec["envelope"], rec["order_id"], rec["price"], rec["qty"]
@@ -297,11 +280,7 @@ class Ledger:
             return [rejected(env, "ReplaceOrder", reason, order_id)]
         new = self._open(old.account, old.symbol, old.buy, price, qty, hold, old.terms)
         self.forwarded[env["command_id"]] = "ReplaceOrder"
-        values = (env, old.account.id, order_id, new.id, price, qty)
-        return [
-            accepted(env, new, "", None, order_id),
-            (MATCH_COMMANDS, old.symbol, MATCH_REPLACE, values),
-        ]
+        return [d.accepted(env, new, "", None, order_id), d.forward_replace(env, old, new)]
 
     # -- settlements from the matcher -------------------------------------------------------
     def _fill(self, rec: dict) -> list[Decision]:
@@ -312,12 +291,14 @@ class Ledger:
             return [rejected(env, "Fill", reason, order_id)]
         acct, pos = order.account, order.position
         cost = price * qty
+        released = 0
         if order.buy:
             # this part held limit x qty (a market buy: the cost itself); the saving goes back
             taken = cost if order.price is None else order.price * qty
+            released = taken - cost
             order.hold -= taken
             acct.held -= taken
-            acct.cash += taken - cost
+            acct.cash += released
             pos.available += qty
         else:
             order.hold -= qty
@@ -325,28 +306,15 @@ class Ledger:
             acct.cash += cost
         order.remaining -= qty
         if order.remaining == 0:  # filled: what a market buy did not spend goes back
+            released += order.hold
             order.release(order.hold)
             del self.orders[order_id]
-        values = (
-            env,
-            order_id,
-            order.symbol,
-            rec["side"],
-            price,
-            qty,
-            order.remaining,
-            rec["seq"],
-            rec["role"],
-            acct.cash,
-            acct.held,
-            pos.available,
-            pos.held,
-        )
-        return [(ACCOUNT_EVENTS, acct.id, ORDER_FILLED, values)]
+        return [d.filled(env, order, rec, released)]
 
     def _order_closed(self, rec: dict) -> list[Decision]:
         env, order_id = rec["envelope"], rec["order_id"]
-        self.forwarded.pop(env["command_id"], None)
+        if rec["reason"] in ANSWERS:  # not an expiry or a self-trade the same command set off
+            self.forwarded.pop(env["command_id"], None)
         order = self.orders.get(order_id)
         if order is None:
             return [rejected(env, "OrderClosed", f"unknown order {order_id}", order_id)]
@@ -356,21 +324,7 @@ class Ledger:
         released = order.hold
         order.release(released)
         del self.orders[order.id]
-        acct, pos = order.account, order.position
-        values = (
-            env,
-            order.id,
-            order.symbol,
-            SIDES[order.buy],
-            order.remaining,
-            reason,
-            released,
-            acct.cash,
-            acct.held,
-            pos.available,
-            pos.held,
-        )
-        return (ACCOUNT_EVENTS, acct.id, ORDER_CLOSED, values)
+        return d.closed(env, order, reason, released)
 
     def _order_reduced(self, rec: dict) -> list[Decision]:
         env, order_id, qty = rec["envelope"], rec["order_id"], rec["qty"]
@@ -393,36 +347,12 @@ class Ledger:
         order.release(released)
         if order.remaining == 0:
             del self.orders[order_id]
-        acct, pos = order.account, order.position
-        values = (
-            env,
-            order_id,
-            order.symbol,
-            SIDES[order.buy],
-            qty,
-            order.remaining,
-            released,
-            acct.cash,
-            acct.held,
-            pos.available,
-            pos.held,
-        )
-        return [(ACCOUNT_EVENTS, acct.id, ORDER_REDUCED, values)]
+        return [d.reduced(env, order, qty, released)]
 
     def _order_placed(self, rec: dict) -> list[Decision]:
         """The matcher is done with an arriving order (every settlement it caused came before,
         on this or another partition): tell the account, so its gateway can answer."""
-        env = rec["envelope"]
-        values = (
-            env,
-            rec["order_id"],
-            rec["symbol"],
-            rec["side"],
-            rec["open_qty"],
-            rec["seq"],
-            rec["settlements"],
-        )
-        return [(ACCOUNT_EVENTS, env["key"], ORDER_PLACED, values)]
+        return [d.placed(rec["envelope"], rec)]
 
     def _match_rejected(self, rec: dict) -> list[Decision]:
         env, order_id, new_order_id = rec["envelope"], rec["order_id"], rec["new_order_id"]
@@ -503,61 +433,3 @@ def fill_problem(order: Order, rec: dict) -> str | None:
     elif order.account.cash + order.account.held + cost > MAX_UNITS:
         return "fill would take the account's cash beyond the 64-bit range"
     return None
-
-
-# -- decisions about orders --------------------------------------------------------------------
-def accepted(
-    env: dict, order: Order, client_order_id: str, budget: int | None, replaces: int | None
-) -> Decision:
-    acct, pos = order.account, order.position
-    tif, expire_ts, post_only, stp = order.terms
-    values = (
-        env,
-        order.id,
-        client_order_id,
-        order.symbol,
-        SIDES[order.buy],
-        order.price,
-        order.remaining,
-        tif,
-        expire_ts,
-        post_only,
-        stp,
-        budget,
-        order.hold,
-        replaces,
-        False,
-        acct.cash,
-        acct.held,
-        pos.available,
-        pos.held,
-    )
-    return (ACCOUNT_EVENTS, acct.id, ORDER_ACCEPTED, values)
-
-
-def duplicate(env: dict, acct: Account, original: str | tuple) -> Decision:
-    """The original decision again, with the retry's envelope and the balances as they are now."""
-    if type(original) is str:
-        return rejected(env, "PlaceOrder", original, duplicate=True)
-    pos = acct.positions.get(original[2]) or Position()
-    balances = (acct.cash, acct.held, pos.available, pos.held)
-    return (ACCOUNT_EVENTS, acct.id, ORDER_ACCEPTED, (env, *original, None, True, *balances))
-
-
-def forward_place(env: dict, order: Order, budget: int | None, lot: int) -> Decision:
-    tif, expire_ts, post_only, stp = order.terms
-    values = (
-        env,
-        order.account.id,
-        order.id,
-        SIDES[order.buy],
-        order.price,
-        order.remaining,
-        tif,
-        expire_ts,
-        post_only,
-        stp,
-        budget,
-        lot,
-    )
-    return (MATCH_COMMANDS, order.symbol, MATCH_PLACE, values)

@@ -18,11 +18,10 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from services.common.config import Settings
-from services.common.kafka import consumer_config
+from services.common.reader import read_topic
 
 from .service import LedgerCore
 
@@ -43,22 +42,7 @@ class Report:
 
 def records(settings: Settings, topic: str) -> Iterator:
     """Every committed record of every partition of topic, up to its end as of now."""
-    reader = Consumer(consumer_config(settings, None, **{"enable.partition.eof": True}))
-    try:
-        partitions = reader.list_topics(topic, 10).topics[topic].partitions
-        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        pending = set(partitions)
-        while pending:
-            for record in reader.consume(1000, 1.0):
-                error = record.error()
-                if error is None:
-                    yield record
-                elif error.code() == KafkaError._PARTITION_EOF:
-                    pending.discard(record.partition())
-                else:
-                    raise RuntimeError(f"reading {topic}: {error}")
-    finally:
-        reader.close()
+    return read_topic(settings, topic)
 
 
 def stream_of(core: LedgerCore, topic: str, key: str, value: bytes, partitions: int) -> Stream:

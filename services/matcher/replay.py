@@ -24,7 +24,7 @@ from .state import (
     STPS,
     TIFS,
     TRADE,
-    Exchange,
+    Matcher,
 )
 
 SHORT_STP = {  # Coinbase's flags, accepted as well
@@ -167,13 +167,13 @@ def event_json(symbol: str, e: tuple) -> dict:
     elif kind == CANCELLED:
         out["qty"], out["reason"], out["rested"] = format_qty(e[7]), e[8], e[9]
     elif kind == REDUCED:
-        out["qty"], out["remaining"] = format_qty(e[7]), format_qty(e[8])
+        out["qty"], out["remaining"], out["rested"] = format_qty(e[7]), format_qty(e[8]), e[9]
     return out
 
 
 def replay(lines: Iterable[str], out: IO[str], err: IO[str]) -> int:
-    """Run every command line through one Exchange; returns the number of bad lines."""
-    exchange = Exchange()
+    """Run every command line through one Matcher; returns the number of bad lines."""
+    matcher = Matcher()
     bad = 0
     for number, line in enumerate(lines, 1):
         text = line.strip()
@@ -185,7 +185,7 @@ def replay(lines: Iterable[str], out: IO[str], err: IO[str]) -> int:
             print(f"line {number}: {exc}", file=err)
             bad += 1
             continue
-        events = getattr(exchange.book(symbol), op)(*args)
+        events = getattr(matcher.book(symbol), op)(*args)
         for e in events:
             out.write(json.dumps(event_json(symbol, e), separators=(",", ":")))
             out.write("\n")

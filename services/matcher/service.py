@@ -32,7 +32,7 @@ from .state import (
     SELL,
     TRADE,
     Book,
-    Exchange,
+    Matcher,
 )
 
 log = logging.getLogger("matcher")
@@ -76,10 +76,10 @@ class Topics:
 class MatcherPartition:
     """The books of one match.commands partition, speaking Avro records."""
 
-    def __init__(self, codec: Codec, topics: Topics, exchange: Exchange | None = None) -> None:
+    def __init__(self, codec: Codec, topics: Topics, matcher: Matcher | None = None) -> None:
         self.codec = codec
         self.topics = topics
-        self.exchange = exchange or Exchange()
+        self.matcher = matcher or Matcher()
         # a command's method, and its arguments picked from its values tuple (schema order)
         self._commands = {
             name: (method, itemgetter(*map(codec.fields(name).index, args)))
@@ -105,7 +105,7 @@ class MatcherPartition:
             return []
         method, args = command
         symbol, ts = values[0]["key"], values[0]["ts"]
-        book = self.exchange.books.get(symbol) or self.exchange.book(symbol)
+        book = self.matcher.books.get(symbol) or self.matcher.book(symbol)
         events = method(book, ts, *args(values))
         out = self.outputs(symbol, env, events) if events else []
         terms = self._placed_terms.get(name)
@@ -174,8 +174,8 @@ class MatcherPartition:
                 value = closed((keyed(env, acct), oid, symbol, side, qty, reason, seq))
                 add(new(Output, (ledger, acct, value, None)))
             elif kind == REDUCED:
-                _, seq, _, oid, acct, side, price, qty, rem = e
-                value = m_reduced((public, seq, oid, side, price, qty, rem))
+                _, seq, _, oid, acct, side, price, qty, rem, on_book = e
+                value = m_reduced((public, seq, oid, side, price, qty, rem, on_book))
                 add(new(Output, (market, symbol, value, None)))
                 value = l_reduced((keyed(env, acct), oid, symbol, side, qty, rem, seq))
                 add(new(Output, (ledger, acct, value, None)))
@@ -190,7 +190,7 @@ class MatcherPartition:
         return out
 
     def snapshot(self) -> bytes:
-        return self.exchange.snapshot()
+        return self.matcher.snapshot()
 
 
 class MatcherCore:
@@ -208,7 +208,7 @@ class MatcherCore:
         return MatcherPartition(self.codec, self.topics)
 
     def restore(self, partition: int, partitions: int, state: bytes) -> MatcherPartition:
-        return MatcherPartition(self.codec, self.topics, Exchange.restore(state))
+        return MatcherPartition(self.codec, self.topics, Matcher.restore(state))
 
 
 def processor(settings: Settings) -> Processor:

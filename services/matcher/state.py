@@ -37,7 +37,8 @@ TRADE = "trade"  # (TRADE, seq, ts, price, qty, maker_id, maker_account, taker_i
 #                   taker_account, taker_side, maker_remaining, taker_remaining)
 CANCELLED = "cancelled"  # (CANCELLED, seq, ts, order_id, account, side, price|None, qty,
 #                           reason, rested)
-REDUCED = "reduced"  # (REDUCED, seq, ts, order_id, account, side, price, qty_removed, remaining)
+REDUCED = "reduced"  # (REDUCED, seq, ts, order_id, account, side, price, qty_removed, remaining,
+#                       rested): rested False for a decremented taker, never on the book
 REJECTED = "rejected"  # (REJECTED, None, ts, order_id, account, side|None, qty|None,
 #                         new_order_id|None, reason); qty set = a refused placement to release
 
@@ -232,6 +233,7 @@ class Book:
                     order[PRICE],
                     qty,
                     order[QTY],
+                    True,
                 )
             )
         return ev
@@ -377,16 +379,16 @@ class Book:
                 self._close(maker, ts, SELF_TRADE, ev)
             else:
                 maker[QTY] -= small
-                self._reduced(maker, maker[PRICE], small, ts, ev)
+                self._reduced(maker, maker[PRICE], small, ts, ev, True)
             if o[QTY] == small:
                 self._drop(o, ts, SELF_TRADE, ev)
             else:
                 o[QTY] -= small
-                self._reduced(o, o[PRICE] or 0, small, ts, ev)  # price 0: a market order
+                self._reduced(o, o[PRICE] or 0, small, ts, ev, False)  # price 0: a market order
 
-    def _reduced(self, o: Order, price: int, qty: int, ts: int, ev: list) -> None:
+    def _reduced(self, o: Order, price: int, qty: int, ts: int, ev: list, rested: bool) -> None:
         self.seq += 1
-        ev.append((REDUCED, self.seq, ts, o[OID], o[ACCOUNT], o[SIDE], price, qty, o[QTY]))
+        ev.append((REDUCED, self.seq, ts, o[OID], o[ACCOUNT], o[SIDE], price, qty, o[QTY], rested))
 
     def _fillable(self, o, levels, sign, bound, budget, lot) -> bool:
         """Whether a FOK fills completely now: whether it would, as an IOC, trade it all."""
@@ -546,7 +548,7 @@ def _canonical(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
-class Exchange:
+class Matcher:
     """Every book of one input partition: the matcher's whole pure state."""
 
     __slots__ = ("books",)
@@ -610,8 +612,8 @@ class Exchange:
         return hashlib.sha256(self.snapshot()).hexdigest()
 
     @classmethod
-    def restore(cls, data: bytes) -> Exchange:
-        exchange = cls()
+    def restore(cls, data: bytes) -> Matcher:
+        matcher = cls()
         for symbol, state in json.loads(data).items():
-            exchange.books[symbol] = Book.from_state(symbol, state)
-        return exchange
+            matcher.books[symbol] = Book.from_state(symbol, state)
+        return matcher

@@ -26,11 +26,12 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from services.common.codec import Codec, CodecError
 from services.common.config import Settings
 from services.common.kafka import consumer_config
+from services.common.reader import partitions_of, read_to_end
 
 from .service import OUTPUTS, MatcherCore, MatcherPartition
 
@@ -58,37 +59,7 @@ def read_partition(
     settings: Settings, topic: str, partition: int, start: int = 0, end: int | None = None
 ) -> Iterator:
     """Committed records of one partition from start up to end (or its end as of now)."""
-    reader = Consumer(consumer_config(settings, None, **{"enable.partition.eof": True}))
-    reader.assign([TopicPartition(topic, partition, start if start else OFFSET_BEGINNING)])
-    idle = 0
-    try:
-        while True:
-            batch = reader.consume(1000, 0.5)
-            if not batch:
-                idle += 1
-                if idle > 60:
-                    raise TimeoutError(f"reading {topic}[{partition}] never reached its end")
-                continue
-            idle = 0
-            for record in batch:
-                error = record.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        return
-                    raise KafkaException(error)
-                if end is not None and record.offset() >= end:
-                    return
-                yield record
-    finally:
-        reader.close()
-
-
-def partitions_of(settings: Settings, topic: str) -> list[int]:
-    reader = Consumer(consumer_config(settings, None))
-    try:
-        return sorted(reader.list_topics(topic, 10).topics[topic].partitions)
-    finally:
-        reader.close()
+    return read_to_end(settings, {(topic, partition): start or OFFSET_BEGINNING}, stop=end)
 
 
 def committed_offset(settings: Settings, core: MatcherCore, partition: int) -> int | None:
@@ -175,7 +146,7 @@ def _rerun(settings: Settings, core: MatcherCore, partition: int, start: int, en
             if env is not None:
                 commands.add((env["key"], env["command_id"]))
     report = Report(partition, start, last if end is None else end, snap, len(expected))
-    symbols = set(state.exchange.books) | {symbol for symbol, _ in commands}
+    symbols = set(state.matcher.books) | {symbol for symbol, _ in commands}
     return _Rerun(report, expected, commands, symbols)
 
 

@@ -2,7 +2,9 @@
 
 Events of one batch are folded per key first (one row per order, account, position, book level…)
 so the shell can write each table with one set-based statement. Every value comes from the
-records themselves (amounts in integer units, times as the record's microsecond ``ts``), so the
+records themselves (amounts in integer units, times as the record's microsecond ``ts``): balances,
+positions and an order's hold are copied as the ledger stated them, never re-derived from its
+settlement rules (docs/ledger.md holds those, services/ledger/state.py applies them). So the
 same events give the same rows however they are cut into batches: that is what makes a rebuild
 equal the incrementally built tables. No table is written from both topics, so the interleaving
 of account.events and market.events between batches cannot change the result either.
@@ -44,9 +46,10 @@ class OrderFold:
     """An order touched by the batch: its accepted row if it is new, and what changed."""
 
     accepted: tuple | None  # static columns, when the order was accepted in this batch
-    side: str
-    price: int | None
-    hold: int  # the hold at acceptance (new orders only)
+    # absolute, as the batch's last decision about the order stated it: the hold at acceptance,
+    # after a fill or a reduction, 0 once closed; None: not stated in this batch (or only by
+    # records written before the ledger stated it)
+    hold: int | None
     open_qty: int | None = None  # absolute, from the last event's `remaining`
     exec_qty: int = 0
     exec_notional: int = 0
@@ -54,7 +57,6 @@ class OrderFold:
     cancelled_ts: int | None = None
     reduced_qty: int = 0
     close_reason: str | None = None
-    released: int = 0
     ts: int = 0
 
 
@@ -104,7 +106,7 @@ class Batch:
 
     def new_orders(self) -> list[tuple]:
         return [
-            (*o.accepted[:13], *_order_state(o, o.hold), *o.accepted[13:])
+            (*o.accepted[:13], *_order_state(o), *o.accepted[13:])
             for o in self.orders.values()
             if o.accepted is not None
         ]
@@ -120,7 +122,7 @@ class Batch:
                 o.cancelled_ts,
                 o.reduced_qty,
                 o.close_reason,
-                o.released,
+                o.hold,
                 o.ts,
             )
             for oid, o in self.orders.items()
@@ -128,26 +130,17 @@ class Batch:
         ]
 
 
-def consumed_hold(side: str, price: int | None, qty: int, notional: int) -> int:
-    """What fills take from an order's hold (records.md; the SQL update mirrors this)."""
-    if side == "SELL":
-        return qty
-    return notional if price is None else price * qty
-
-
-def _order_state(o: OrderFold, hold: int) -> tuple:
+def _order_state(o: OrderFold) -> tuple:
     """The state columns of a new order, in table order after the static ones."""
-    open_qty = o.open_qty
-    left = hold - consumed_hold(o.side, o.price, o.exec_qty, o.exec_notional) - o.released
     return (
-        open_qty,
+        o.open_qty,
         o.exec_qty,
         o.exec_notional,
         o.cancelled_qty,
         o.cancelled_ts,
         o.reduced_qty,
         o.close_reason,
-        left if open_qty else 0,  # an order that is no longer open holds nothing
+        o.hold,
         o.ts,
     )
 
@@ -218,7 +211,7 @@ class Folder:
     def _order(self, oid: int) -> OrderFold:
         o = self.batch.orders.get(oid)
         if o is None:  # accepted in an earlier batch: only the changes are known here
-            o = self.batch.orders[oid] = OrderFold(None, "", None, 0)
+            o = self.batch.orders[oid] = OrderFold(None, None)
         return o
 
     # -- account.events -----------------------------------------------------------------------
@@ -275,7 +268,7 @@ class Folder:
             ts,  # created_ts; then command_id
             r["envelope"]["command_id"],
         )
-        fold = OrderFold(static, side, r["price"], r["hold"], open_qty=r["qty"], ts=ts)
+        fold = OrderFold(static, r["hold"], open_qty=r["qty"], ts=ts)
         self.batch.orders[oid] = fold
         self._after_hold(account, ts, r)
         funds = r["hold"] if side == "BUY" else None
@@ -286,6 +279,8 @@ class Folder:
         o = self._order(oid)
         o.open_qty, o.exec_qty, o.ts = r["remaining"], o.exec_qty + qty, ts
         o.exec_notional += price * qty
+        if r["hold"] is not None:
+            o.hold = r["hold"]
         command_id = r["envelope"]["command_id"]
         self.batch.executions.append(
             (oid, r["seq"], r["symbol"], account, r["side"], price, qty, r["role"], ts, command_id)
@@ -298,7 +293,8 @@ class Folder:
     def order_reduced(self, e: Event, account: str, ts: int, r: dict) -> None:
         o = self._order(r["order_id"])
         o.open_qty, o.ts = r["remaining"], ts
-        o.released += r["released"]
+        if r["hold"] is not None:
+            o.hold = r["hold"]
         if r["remaining"]:
             o.reduced_qty += r["qty"]
         else:  # nothing left open: that is a cancel of the rest (status, XML <canceled>)
@@ -311,7 +307,7 @@ class Folder:
     def order_closed(self, e: Event, account: str, ts: int, r: dict) -> None:
         o = self._order(r["order_id"])
         o.open_qty, o.close_reason, o.ts = 0, r["reason"], ts
-        o.released += r["released"]
+        o.hold = 0  # the close released everything the order held
         if r["qty"]:
             o.cancelled_qty += r["qty"]
             o.cancelled_ts = ts
@@ -366,7 +362,8 @@ class Folder:
             self._level(symbol, r["side"], r["price"], -r["qty"], r["seq"])
 
     def order_reduced_public(self, symbol: str, ts: int, r: dict) -> None:
-        self._level(symbol, r["side"], r["price"], -r["qty"], r["seq"])
+        if r["rested"]:  # a taker decremented before it rests was never on a level
+            self._level(symbol, r["side"], r["price"], -r["qty"], r["seq"])
 
     # -- dispatch -----------------------------------------------------------------------------
     def fold(self, events: Iterable[Event]) -> Batch:

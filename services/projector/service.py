@@ -26,6 +26,7 @@ from services.common.codec import Codec
 from services.common.config import Settings
 from services.common.kafka import consumer_config
 from services.common.metrics import ProcessorMetrics
+from services.common.reader import EndWatch, end_reader
 
 from . import schema, store
 from .rows import ACCOUNT, MARKET, Batch, Event, fold
@@ -284,9 +285,7 @@ class Projector:
     def catch_up(self) -> int:
         """Apply every partition of both topics from the stored offsets to the end of the log."""
         self.writer.start()
-        self.consumer = Consumer(
-            consumer_config(self.settings, None, **{"enable.partition.eof": True})
-        )
+        self.consumer = end_reader(self.settings)
         keys = []
         for topic in self.sources:
             meta = self.consumer.list_topics(topic, 10).topics[topic]
@@ -296,23 +295,17 @@ class Projector:
         self.consumer.assign(
             [TopicPartition(t, p, o or OFFSET_BEGINNING) for (t, p), o in stored.items()]
         )
-        pending, reseeks = set(stored), self.reseeks
+        watch, reseeks = EndWatch(stored), self.reseeks
         while not self._stopping:
-            if not pending:  # every partition at its end: done once all of it is written
+            if watch.done:  # every partition at its end: done once all of it is written
                 self.writer.sync()
                 self._check_writer()
                 if self.reseeks == reseeks:
                     break
             if self.reseeks != reseeks:  # went back: every partition must reach its end again
-                pending, reseeks = set(stored), self.reseeks
-            records = self.consumer.consume(self.batch_records, self.batch_seconds)
-            for record in records:
-                error = record.error()
-                if error is None:
-                    pending.add((record.topic(), record.partition()))
-                elif error.code() == KafkaError._PARTITION_EOF:
-                    pending.discard((record.topic(), record.partition()))
-            self.step(records)
+                watch.reset()
+                reseeks = self.reseeks
+            self.step(watch.poll(self.consumer, self.batch_records, self.batch_seconds))
         if self._stopping:
             raise ProjectorError("stopped before reaching the end of the log")
         return self.submitted

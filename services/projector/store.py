@@ -81,7 +81,7 @@ APPENDS = {
 UPDATES = {
     "orders": "order_id bigint, open_qty bigint, exec_qty bigint, exec_notional bigint,"
     " cancelled_qty bigint, cancelled_ts bigint, reduced_qty bigint, close_reason text,"
-    " released bigint, ts bigint",
+    " hold bigint, ts bigint",
     "balances": "account_id text, available bigint, held bigint, deposited bigint,"
     " withdrawn bigint, ts bigint",
     "positions": "account_id text, symbol text, available bigint, held bigint, issued bigint,"
@@ -109,11 +109,8 @@ UPDATE orders o SET
     cancelled_ts = COALESCE(d.cancelled_ts, o.cancelled_ts),
     reduced_qty = o.reduced_qty + d.reduced_qty,
     close_reason = COALESCE(d.close_reason, o.close_reason),
-    -- rows.consumed_hold, in SQL: what the fills took; an order no longer open holds nothing
-    hold = CASE WHEN d.open_qty = 0 THEN 0 ELSE o.hold - d.released - CASE
-        WHEN o.side = 'SELL' THEN d.exec_qty
-        WHEN o.price IS NULL THEN d.exec_notional
-        ELSE o.price * d.exec_qty END END,
+    -- as the ledger stated it (rows.OrderFold.hold): copied, never re-derived
+    hold = COALESCE(d.hold, o.hold),
     updated_ts = d.ts
 FROM {rows_of("orders")}
 WHERE o.order_id = d.order_id

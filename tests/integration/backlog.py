@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from services.common import reader
+from services.common.config import Settings
 from tests.support import wait_until
 
 Key = tuple[str, int]  # (topic, partition)
@@ -52,15 +53,7 @@ def pause(proc: subprocess.Popen) -> None:
 
 def end_offsets(kafka: str, topics: Iterable[str]) -> dict[Key, int]:
     """The high watermark of every partition of the topics."""
-    consumer = Consumer({"bootstrap.servers": kafka, "group.id": "backlog-probe"})
-    try:
-        ends = {}
-        for topic in topics:
-            for p in consumer.list_topics(topic, 10).topics[topic].partitions:
-                ends[(topic, p)] = consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1]
-        return ends
-    finally:
-        consumer.close()
+    return reader.end_offsets(Settings(kafka=kafka), topics, committed=False)
 
 
 def committed(kafka: str, group: str, topic: str) -> dict[Key, int]:
@@ -79,30 +72,9 @@ def committed(kafka: str, group: str, topic: str) -> dict[Key, int]:
 
 def readable_after(kafka: str, positions: dict[Key, int], timeout: float = 30.0) -> int:
     """How many committed records there are at or past `positions` (read_committed)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka,
-            "group.id": "backlog-probe",
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "enable.auto.commit": False,
-        }
+    return sum(
+        1 for _ in reader.read_to_end(Settings(kafka=kafka), positions, idle_timeout=timeout)
     )
-    consumer.assign([TopicPartition(t, p, offset) for (t, p), offset in positions.items()])
-    pending, count = set(positions), 0
-    deadline = time.monotonic() + timeout
-    try:
-        while pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"partitions {sorted(pending)} never reached their end")
-            for record in consumer.consume(1000, 0.2):
-                if record.error() is None:
-                    count += 1
-                elif record.error().code() == KafkaError._PARTITION_EOF:
-                    pending.discard((record.topic(), record.partition()))
-    finally:
-        consumer.close()
-    return count
 
 
 def partitions_of(kafka: str, topics: Iterable[str]) -> set[Key]:

@@ -1,8 +1,9 @@
 """The ledger service on the real broker: kill -9 mid-run, then every decision exactly once.
 
-The input is a seeded session of the offline exchange (commands and the toy matcher's settlements
-for four partitions, plus a few undecodable records), produced to ledger.commands in chunks while
-the ledger process is killed with SIGKILL several times, each time with commands it has not read.
+The input is a seeded session of the in-memory exchange (testkit: commands and the real matcher's
+settlements for four partitions, plus a few undecodable records), produced to ledger.commands in
+chunks while the ledger process is killed with SIGKILL several times, each time with commands it
+has not read.
 Afterwards account.events and match.commands must be exactly what the pure core produces offline
 over the input log as it stands on the broker (services.ledger.verify: per key and source
 partition the same records in the same order), none missing, none twice, order ids gap-free per
@@ -20,9 +21,11 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from services.common.codec import Codec
+from services.common.reader import end_offsets
 from services.ledger.service import LedgerCore
-from services.ledger.simulation import Exchange, random_session
 from services.ledger.verify import logged, verify
+from testkit.pipeline import LEDGER_COMMANDS, Pipeline
+from testkit.simulation import random_session
 from tests.integration import backlog
 from tests.support import settings_env, wait_until
 
@@ -34,9 +37,9 @@ CODEC = Codec()
 
 def session_log() -> list[tuple[int, str, bytes]]:
     """(partition, key, value) in the order the gateway and the matcher would append them."""
-    ex = Exchange(PARTITIONS, keep_decisions=False)
-    random_session(ex, random.Random(20261121), RECORDS, accounts=60)
-    log = [(p, rec["envelope"]["key"], CODEC.encode(name, rec)) for p, name, rec in ex.log]
+    pipeline = Pipeline(PARTITIONS, project=False)
+    random_session(pipeline, random.Random(20261121), RECORDS, accounts=60)
+    log = [(p, record.key, record.value) for p, _, record in pipeline.log.in_order(LEDGER_COMMANDS)]
     for i in (100, len(log) // 2, len(log) - 5):  # a few records nobody can read
         log.insert(i, (i % PARTITIONS, "junk", b"not an avro record"))
     return log
@@ -70,8 +73,8 @@ def caught_up(settings) -> bool:
     try:
         parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         committed = group.committed(parts, 10)
-        ends = [group.get_watermark_offsets(tp, 10)[1] for tp in parts]
-        return all(c.offset == end for c, end in zip(committed, ends, strict=True))
+        ends = end_offsets(settings, [topic], committed=False)
+        return all(c.offset == ends[(topic, c.partition)] for c in committed)
     finally:
         group.close()
 

@@ -8,8 +8,10 @@ import threading
 import psycopg
 import pytest
 
+from services.common import reader
 from services.common.money import parse_price, parse_qty
-from services.projector import audit, rows, schema, service, store, synth
+from services.projector import audit, rows, schema, service, store
+from testkit import history
 from tests.support import run_cli, wait_until
 
 pytestmark = pytest.mark.integration
@@ -39,18 +41,8 @@ class Running:
 
 def end_offsets(cfg) -> dict[tuple[str, int], int]:
     """The log end of every partition of both input topics (what caught up means)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": cfg.kafka, "group.id": "probe"})
-    ends = {}
-    try:
-        for role in ("account.events", "market.events"):
-            topic = cfg.topic(role)
-            for p in consumer.list_topics(topic, 10).topics[topic].partitions:
-                ends[(topic, p)] = consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1]
-    finally:
-        consumer.close()
-    return ends
+    topics = [cfg.topic(role) for role in ("account.events", "market.events")]
+    return reader.end_offsets(cfg, topics, committed=False)
 
 
 def applied(cfg, target: str = schema.LIVE) -> dict[tuple[str, int], int]:
@@ -81,9 +73,9 @@ def query(cfg, sql: str, *params) -> list[tuple]:
         return conn.execute(sql, params).fetchall()
 
 
-def worked_example() -> tuple[synth.Exchange, dict[int, int]]:
+def worked_example() -> tuple[history.Market, dict[int, int]]:
     """The course example (notes/protocols.md §1) plus a buy that executes below its limit."""
-    ex = synth.Exchange()
+    ex = history.Market()
     ex.create_symbol("X")
     ex.create_account("100", P("1000000") * Q("1"))  # 1,000,000 of cash
     ex.create_account("200", 0)
@@ -112,7 +104,7 @@ def test_worked_example_ends_in_the_right_rows(cfg):
     ex, ids = worked_example()
     listener = psycopg.connect(cfg.database_url, autocommit=True)
     listener.execute(f"LISTEN {schema.CHANNEL}")
-    synth.produce(cfg, synth.encode(ex.events))
+    history.produce(cfg, history.encode(ex.events))
     running = Running(cfg)
     try:
         wait_caught_up(cfg)
@@ -166,7 +158,7 @@ def test_worked_example_ends_in_the_right_rows(cfg):
 
     # every decision audited; readers were told the offsets
     assert query(cfg, "SELECT count(*) FROM audit_log")[0][0] == sum(
-        1 for e in ex.events if e[0] == "account"
+        1 for e in ex.events if e[0] == "account" and e[2] != history.PLACED
     )
     notes = {n.payload for n in listener.notifies(timeout=1, stop_after=100)}
     listener.close()
@@ -176,12 +168,12 @@ def test_worked_example_ends_in_the_right_rows(cfg):
 
 
 def test_rebuild_equals_the_incremental_build_and_audit_passes(cfg):
-    ex = synth.random_history(6000, seed=7, accounts=30, symbols=4)
-    encoded = synth.encode(ex.events)
+    ex = history.random_history(6000, seed=7, accounts=30, symbols=4)
+    encoded = history.encode(ex.events)
     running = Running(cfg, batch_records=200)
     try:
         for start in range(0, len(encoded), 1500):  # events arrive while it runs
-            synth.produce(cfg, encoded[start : start + 1500])
+            history.produce(cfg, encoded[start : start + 1500])
         wait_caught_up(cfg)
     finally:
         running.stop()
@@ -195,7 +187,7 @@ def test_rebuild_equals_the_incremental_build_and_audit_passes(cfg):
 
 
 def test_audit_names_the_culprit_of_a_tampered_history(cfg):
-    ex = synth.random_history(800, seed=11, accounts=10, symbols=2)
+    ex = history.random_history(800, seed=11, accounts=10, symbols=2)
     ex.deposit("1003", 5_000_000)
     ex.events[-1][3]["cash_available"] += 1  # one unit of cash out of thin air
     ex.issue("1005", "S1", 100)
@@ -203,7 +195,7 @@ def test_audit_names_the_culprit_of_a_tampered_history(cfg):
     order = ex.place("1007", "S0", "BUY", 100, 10_000)
     accepted = next(e for e in ex.events if e[3].get("order_id") == order)[3]
     accepted["hold"] -= 1  # the order holds less than limit x quantity
-    synth.produce(cfg, synth.encode(ex.events))
+    history.produce(cfg, history.encode(ex.events))
     running = Running(cfg)
     try:
         wait_caught_up(cfg)
@@ -227,10 +219,10 @@ def test_audit_names_the_culprit_of_a_tampered_history(cfg):
 def test_a_writer_whose_offsets_moved_is_fenced_out(cfg):
     """A zombie (or a writer overtaken by a rebuild's swap) writes nothing and learns where the
     stored offsets are."""
-    ex = synth.Exchange()
+    ex = history.Market()
     ex.create_account("a", 100)
     ex.deposit("a", 5)
-    first, second = (rows.fold([e]) for e in synth.as_events(ex.events))
+    first, second = (rows.fold([e]) for e in history.as_events(ex.events))
     topic = cfg.topic("account.events")
     with schema.connect(cfg.database_url) as conn:
         schema.migrate(conn)
@@ -245,9 +237,9 @@ def test_a_writer_whose_offsets_moved_is_fenced_out(cfg):
 def test_a_live_projector_fenced_out_goes_back_to_the_stored_offsets(cfg):
     """As after a rebuild's swap: the stored offsets moved under a running projector (here: back
     to an empty projection); its next batch is refused and it continues from the stored ones."""
-    ex = synth.random_history(3000, seed=23, accounts=20, symbols=3)
-    encoded = synth.encode(ex.events)
-    synth.produce(cfg, encoded[:2000])
+    ex = history.random_history(3000, seed=23, accounts=20, symbols=3)
+    encoded = history.encode(ex.events)
+    history.produce(cfg, encoded[:2000])
     running = Running(cfg)
     try:
         wait_caught_up(cfg)
@@ -255,7 +247,7 @@ def test_a_live_projector_fenced_out_goes_back_to_the_stored_offsets(cfg):
             names = [t for t in schema.tables(conn) if t != "applied_offsets"]
             conn.execute(f"TRUNCATE {', '.join(names)}")
             conn.execute("UPDATE applied_offsets SET next_offset = 0")
-        synth.produce(cfg, encoded[2000:])
+        history.produce(cfg, encoded[2000:])
         wait_caught_up(cfg)
     finally:
         running.stop()

@@ -134,7 +134,7 @@ class ReferenceBook:
             self.take_off(o, ts, "USER")
         else:
             o.qty -= qty
-            self.emit("reduced", ts, o.id, o.account, o.side, o.price, qty, o.qty)
+            self.emit("reduced", ts, o.id, o.account, o.side, o.price, qty, o.qty, True)
         return self.flush()
 
     def replace(self, ts, oid, account, new_oid, price, qty) -> list[tuple]:
@@ -236,12 +236,13 @@ class ReferenceBook:
                 self.take_off(m, ts, "SELF_TRADE")
             else:
                 m.qty -= small
-                self.emit("reduced", ts, m.id, m.account, m.side, m.price, small, m.qty)
+                self.emit("reduced", ts, m.id, m.account, m.side, m.price, small, m.qty, True)
             if o.qty == small:
                 self.drop(o, ts, "SELF_TRADE")
             else:
                 o.qty -= small
-                self.emit("reduced", ts, o.id, o.account, o.side, o.price or 0, small, o.qty)
+                # never on the book: no level changes (market.OrderReduced rested false)
+                self.emit("reduced", ts, o.id, o.account, o.side, o.price or 0, small, o.qty, False)
 
     # -- the book, in the fast book's canonical form -------------------------------------------
     def state(self) -> dict:

@@ -21,7 +21,7 @@ from services.common.avro import (
     read_long,
 )
 from services.common.codec import HEADER_LEN, SAMPLE_DIR, SCHEMA_DIR, Codec, CodecError, keyed
-from services.projector import synth
+from testkit import history
 
 CODEC = Codec()
 NAMES = sorted(CODEC.schemas)
@@ -131,7 +131,7 @@ def test_every_released_sample_decodes_as_fastavro_resolves_it():
 
 
 def test_a_synthetic_projector_history_decodes_as_fastavro_reads_it():
-    for _, _, value in synth.encode(synth.random_history(3000, seed=2).events, CODEC):
+    for _, _, value in history.encode(history.random_history(3000, seed=2).events, CODEC):
         name, record = CODEC.decode(value)
         assert record == fastavro_record(name, value)
 

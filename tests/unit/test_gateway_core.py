@@ -12,12 +12,13 @@ from confluent_kafka import KafkaError
 from services.common.codec import Codec
 from services.common.config import Settings
 from services.gateway import commands as cmd
-from services.gateway import http_models as m
 from services.gateway.bus import AppendError, Bus, DecisionTimeout, Event
-from services.gateway.exchange import AccountSessions, command_ids
-from services.gateway.http_auth import bearer, key_hash, new_key
+from services.gateway.desk import command_ids
+from services.gateway.http import models as m
+from services.gateway.http.auth import bearer, key_hash, new_key
 from services.gateway.market_view import BookView
 from services.gateway.ratelimit import Buckets, TokenBucket
+from services.gateway.sessions import AccountSessions
 
 STAMP = cmd.Stamp("c0ffee", 1_700_000_000_000_000, "gateway-0-abcd")
 

@@ -8,9 +8,9 @@ import xml.etree.ElementTree as ET
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.gateway import xml_reply as reply
-from services.gateway.framing import FrameError, FrameReader
-from services.gateway.xml_request import (
+from services.gateway.xml import reply
+from services.gateway.xml.framing import FrameError, FrameReader
+from services.gateway.xml.request import (
     CreateRequest,
     Rejected,
     RequestError,

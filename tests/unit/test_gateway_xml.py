@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.gateway import xml_reply as reply
-from services.gateway.framing import FrameError, FrameReader, frame, parse_length_line
-from services.gateway.xml_request import (
+from services.gateway.xml import reply
+from services.gateway.xml.framing import FrameError, FrameReader, frame, parse_length_line
+from services.gateway.xml.request import (
     AddShares,
     Cancel,
     CreateRequest,

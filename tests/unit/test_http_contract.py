@@ -6,6 +6,7 @@ stand-in for the log (no broker), with the same JSON Schema validator schemathes
 
 from __future__ import annotations
 
+import asyncio
 import json
 from types import SimpleNamespace
 from typing import Any
@@ -17,58 +18,52 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.common.money import MAX_UNITS
-from services.gateway import http_models as m
-from services.gateway.commands import Stamp
+from services.gateway.bus import Event
 from services.gateway.config import GatewaySettings
-from services.gateway.http_app import create_app
-from services.gateway.http_auth import key_hash
+from services.gateway.desk import Desk
+from services.gateway.http import models as m
+from services.gateway.http.app import create_app
+from services.gateway.http.auth import key_hash
 
 ADMIN, ACCOUNT_KEY = "admin-key", "account-key"
 NOW = 1_700_000_000_000_000  # µs: the stand-in's clock
 AMOUNTS = [m.CASH, m.POSITIVE_CASH, m.PRICE, m.QTY]
 
 
-class Directory:
+class Projection:
+    """The tables as the desk reads them: every name is known, every order is the caller's."""
+
+    async def account_exists(self, account: str) -> bool:
+        return True
+
+    async def symbol_exists(self, symbol: str) -> bool:
+        return True
+
     async def account_for_key(self, digest: str) -> str | None:
         return "7" if digest == key_hash(ACCOUNT_KEY) else None
 
-    async def has_symbol(self, symbol: str) -> bool:
-        return True
+    async def wait(self, offsets: Any, timeout: float) -> None:
+        return None
 
-    async def knows_symbol(self, symbol: str) -> bool:
-        return True
-
-    async def has_account(self, account: str) -> bool:
-        return True
-
-
-class Projection:
     async def order(self, account: str, order_id: int) -> Any:
         return SimpleNamespace(order={}, executions=[])
 
 
-class Log:
-    """The exchange as the HTTP app sees it: every command it is asked to append is kept, and
-    answered with a decision that carries whatever fields a handler reads."""
+class Bus:
+    """The log as the desk uses it: every command it is asked to append is kept, and answered
+    at once with a decision that carries whatever fields a handler reads."""
 
-    def __init__(self) -> None:
-        self.bus = SimpleNamespace(listeners=[])
-        self.directory = Directory()
-        self.projection = Projection()
-        self.appended: list[Any] = []
-        self.counter = 0
+    instance_id = "test"
 
-    def stamp(self) -> Stamp:
-        self.counter += 1
-        return Stamp(f"{self.counter:032x}", NOW, "test")
+    def __init__(self, appended: list[Any]) -> None:
+        self.appended = appended
+        self.listeners: list[Any] = []
+        self.accounts_tail = SimpleNamespace(start_offsets={})
 
-    async def caught_up(self, session: Any) -> None:
-        return None
-
-    async def request(self, command: Any, session: Any = None, placed: bool = False) -> Any:
+    def submit(self, command: Any, placed: bool = False) -> asyncio.Future:
         self.appended.append(command)
         record = {
-            "envelope": {"command_id": command.command_id},
+            "envelope": {"command_id": command.command_id, "key": command.key},
             "order_id": 1,
             "cash_available": 0,
             "shares_available": 0,
@@ -77,7 +72,23 @@ class Log:
             "created": True,
         }
         name = next(n for n in sorted(command.answers) if not n.endswith("CommandRejected"))
-        return SimpleNamespace(name=name, record=record, earlier=[], related=[])
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(Event(name, record, 0, len(self.appended)))
+        return future
+
+    async def decision(self, command: Any, future: asyncio.Future) -> Event:
+        return await future
+
+
+class Log(Desk):
+    """The desk as the HTTP app sees it, over a stand-in for the log and the tables."""
+
+    def __init__(self) -> None:
+        self.appended: list[Any] = []
+        super().__init__(Bus(self.appended), Projection(), projection_timeout=1.0)  # type: ignore[arg-type]
+
+    def now(self) -> int:
+        return NOW
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,11 @@ from decimal import Decimal
 import pytest
 
 from services.common.money import CASH_SCALE, MAX_UNITS, PRICE_SCALE, QTY_SCALE
-from services.ledger import records as r
-from services.ledger.audit import conservation_problems, partition_problems
-from services.ledger.decisions import as_record
+from services.ledger.decisions import EMITTED, MATCH_COMMANDS
+from services.ledger.service import as_record, record_name
 from services.ledger.state import Ledger
+from testkit import records as r
+from testkit.audit import conservation_problems, partition_problems
 
 
 def _units(text: str | int, scale: int) -> int:
@@ -49,10 +50,11 @@ class Desk:
     def send(self, command: r.Command) -> list[tuple[str, dict]]:
         answers = []
         for decision in self.ledger.apply(*command):
-            kind = decision[2].rsplit(".", 1)[1]
+            key, typed = decision
+            kind = record_name(decision).rsplit(".", 1)[1]
             record = as_record(decision)
-            assert record["envelope"]["key"] == decision[1]
-            if decision[0] == "match.commands":
+            assert record["envelope"]["key"] == key
+            if EMITTED[type(typed)][0] == MATCH_COMMANDS:
                 self.forwarded.append((kind, record))
             answers.append((kind, record))
         assert partition_problems(self.ledger) == []
@@ -161,6 +163,9 @@ def test_worked_example_holds_fills_and_proceeds(desk):
     assert (desk.position("carol").available, desk.position("carol").held) == (0, 0)
     assert seven["remaining"] == 0 and seven["cash_available"] == cash(50400)
     assert one["remaining"] == sh(100) and one["cash_held"] == cash(62500)
+    # the settlement states what it released and what the order still holds
+    assert (one["released"], one["hold"]) == (0, cash(100 * 125))
+    assert (seven["released"], seven["hold"]) == (0, 0)
 
 
 def test_buyer_executing_below_its_limit_gets_the_difference_back(desk):
@@ -174,6 +179,7 @@ def test_buyer_executing_below_its_limit_gets_the_difference_back(desk):
     assert dave["cash_held"] == 0
     assert dave["cash_available"] == cash(20000 - 12800)  # paid 128 a share, not 129
     assert dave["shares_available"] == sh(100)
+    assert (dave["released"], dave["hold"]) == (cash(100), 0)  # (129 - 128) x 100 back
     assert desk.account("bob").cash == cash(12800)
 
 
@@ -430,6 +436,7 @@ def test_reduce_releases_that_part_of_the_hold(desk):
         sh(3),
         cash(30),
     )
+    assert reduced["hold"] == cash(30)
     assert refusal(desk.send(r.reduce_order(desk.env("a"), order_id, 50))).startswith("quantity 50")
 
 
@@ -497,8 +504,10 @@ def test_a_market_buy_pays_from_its_budget_and_gets_the_rest_back(desk):
     desk.issue("s", "X", "10")
     ask = accepted_id(desk.sell("s", "10", "30"))
     bid = accepted_id(desk.buy("m", "10", None, budget=cash(100)))
-    _, fill = desk.trade(("s", ask, "SELL", "7"), ("m", bid, "BUY", "7"), "3", "30")
+    ask_fill, fill = desk.trade(("s", ask, "SELL", "7"), ("m", bid, "BUY", "7"), "3", "30")
     assert (fill["cash_held"], fill["cash_available"]) == (cash(10), cash(900))
+    assert (fill["released"], fill["hold"]) == (0, cash(10))  # a budget is not per share
+    assert (ask_fill["released"], ask_fill["hold"]) == (0, sh(7))
     closed = desk.one(r.order_closed(desk.env("m"), bid, "X", "BUY", sh(7), "IOC_REMAINDER"))[1]
     assert (closed["released"], closed["cash_available"], closed["cash_held"]) == (
         cash(10),
@@ -515,6 +524,7 @@ def test_a_filled_market_buy_releases_what_it_did_not_spend(desk):
     bid = accepted_id(desk.buy("m", "2", None, budget=cash(100)))
     _, fill = desk.trade(("s", ask, "SELL", "0"), ("m", bid, "BUY", "0"), "2", "30")
     assert (fill["cash_held"], fill["cash_available"]) == (0, cash(940))
+    assert (fill["released"], fill["hold"]) == (cash(40), 0)  # the unspent budget
     assert desk.ledger.orders == {}
 
 

@@ -10,23 +10,32 @@ import pytest
 from services.common.codec import Codec
 from services.common.config import Settings
 from services.ledger import persist
-from services.ledger import records as r
-from services.ledger.decisions import as_record
-from services.ledger.service import LedgerCore, Wire
-from services.ledger.simulation import Exchange, random_session
+from services.ledger.service import LedgerCore, Wire, as_record, record_name
+from services.ledger.state import Ledger
+from testkit import records as r
+from testkit.pipeline import LEDGER_COMMANDS, Pipeline
+from testkit.simulation import random_session
 
 CODEC = Codec()
 
 
 @pytest.fixture(scope="module")
-def session() -> Exchange:
-    ex = Exchange(3)
-    random_session(ex, random.Random(11), 4000, accounts=12)
-    return ex
+def session() -> Pipeline:
+    pipeline = Pipeline(3, project=False)
+    random_session(pipeline, random.Random(11), 4000, accounts=12)
+    return pipeline
+
+
+def decisions_of(pipeline: Pipeline, partition: int) -> tuple[Ledger, list]:
+    """A ledger partition's core run again from scratch over its logged input: the state it
+    ends in and every decision it made."""
+    ledger = Ledger(partition, pipeline.partitions)
+    inputs = pipeline.inputs(LEDGER_COMMANDS, partition)
+    return ledger, [d for name, rec in inputs for d in ledger.apply(name, rec)]
 
 
 def test_snapshot_restore_keeps_the_state_hash_and_the_bytes(session):
-    for partition, ledger in enumerate(session.ledgers):
+    for partition, ledger in enumerate(session.ledgers()):
         data = persist.dump(ledger)
         restored = persist.load(data, partition, 3)
         assert persist.dump(restored) == data
@@ -34,29 +43,32 @@ def test_snapshot_restore_keeps_the_state_hash_and_the_bytes(session):
 
 
 def test_a_restored_ledger_decides_like_the_original():
-    ex = Exchange(1)
-    random_session(ex, random.Random(5), 3000)
-    half = len(ex.log) // 2
-    first = Exchange(1)
-    for _, name, rec in ex.log[:half]:
-        first.ledgers[0].apply(name, rec)
-    restored = persist.load(persist.dump(first.ledgers[0]), 0, 1)
-    tail = [as_record(d) for _, name, rec in ex.log[half:] for d in restored.apply(name, rec)]
-    original = [as_record(d) for d in ex.decisions[0]]
+    pipeline = Pipeline(1, project=False)
+    random_session(pipeline, random.Random(5), 3000)
+    inputs = pipeline.inputs(LEDGER_COMMANDS, 0)
+    half = len(inputs) // 2
+    first = Ledger(0, 1)
+    for name, rec in inputs[:half]:
+        first.apply(name, rec)
+    restored = persist.load(persist.dump(first), 0, 1)
+    tail = [as_record(d) for name, rec in inputs[half:] for d in restored.apply(name, rec)]
+    straight, decisions = decisions_of(pipeline, 0)
+    original = [as_record(d) for d in decisions]
     assert tail == original[len(original) - len(tail) :]
-    assert persist.state_hash(restored) == persist.state_hash(ex.ledgers[0])
+    assert persist.state_hash(restored) == persist.state_hash(straight)
+    assert persist.state_hash(restored) == persist.state_hash(pipeline.ledgers()[0])
 
 
 def test_the_state_hash_does_not_depend_on_insertion_order():
-    a, b = Exchange(1), Exchange(1)
-    for ex, people in ((a, ["x", "y"]), (b, ["y", "x"])):
+    a, b = Ledger(0, 1), Ledger(0, 1)
+    for ledger, people in ((a, ["x", "y"]), (b, ["y", "x"])):
         for person in people:
-            ex.submit(r.create_account(r.envelope("c", person, 1), 5))
-    assert persist.state_hash(a.ledgers[0]) == persist.state_hash(b.ledgers[0])
+            ledger.apply(*r.create_account(r.envelope("c", person, 1), 5))
+    assert persist.state_hash(a) == persist.state_hash(b)
 
 
 def test_a_snapshot_restores_only_into_its_own_partitioning(session):
-    data = persist.dump(session.ledgers[1])
+    data = persist.dump(session.ledgers()[1])
     with pytest.raises(persist.SnapshotError):
         persist.load(data, 1, 4)  # other order ids would collide
     with pytest.raises(persist.SnapshotError):
@@ -65,8 +77,8 @@ def test_a_snapshot_restores_only_into_its_own_partitioning(session):
 
 def test_wire_encodes_every_decision_as_its_avro_record(session):
     wire = Wire()
-    decisions = [d for partition in session.decisions for d in partition]
-    assert {d[2] for d in decisions} >= {
+    decisions = [d for p in range(session.partitions) for d in decisions_of(session, p)[1]]
+    assert {record_name(d) for d in decisions} >= {
         "marketlog.account.OrderAccepted",
         "marketlog.account.OrderFilled",
         "marketlog.account.OrderClosed",
@@ -74,9 +86,10 @@ def test_wire_encodes_every_decision_as_its_avro_record(session):
         "marketlog.match.CancelOrder",
     }
     for decision in decisions:
+        key, _ = decision
         name, record = CODEC.decode(wire.encode(decision))
-        assert (name, record) == (decision[2], as_record(decision))
-        assert record["envelope"]["key"] == decision[1]
+        assert (name, record) == (record_name(decision), as_record(decision))
+        assert record["envelope"]["key"] == key
 
 
 def shell(partition: int = 0, partitions: int = 1):

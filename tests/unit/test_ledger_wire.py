@@ -1,4 +1,4 @@
-"""The ledger's decisions, encoded from their values tuples, are the records the Codec writes."""
+"""The ledger's typed decisions, encoded as the values tuples they are, are the Codec's records."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.common.codec import Codec, CodecError
-from services.ledger import records as r
-from services.ledger.decisions import ACCOUNT_EVENTS, FIELDS, as_record
-from services.ledger.service import Wire
-from services.ledger.simulation import Exchange, random_session
+from services.ledger.decisions import EMITTED, CashDeposited
+from services.ledger.service import Wire, as_record, record_name
 from services.ledger.state import Ledger
+from testkit import records as r
+from testkit.pipeline import LEDGER_COMMANDS, Pipeline
+from testkit.simulation import random_session
 from tests.unit.test_ledger_fuzz import LEDGER_RECORDS, from_schema
 
 CODEC = Codec()
@@ -21,9 +22,12 @@ WIRE = Wire(CODEC)
 INPUTS = st.sampled_from(LEDGER_RECORDS).flatmap(
     lambda name: from_schema(CODEC.schemas[name]).map(lambda rec: (name, rec))
 )
-OUTPUTS = st.sampled_from(sorted(FIELDS)).flatmap(
-    lambda name: st.tuples(
-        st.just(name), st.sampled_from(["a0", "S1", "é"]), from_schema(CODEC.schemas[name])
+# (record type, key, the record's fields as a dict)
+OUTPUTS = st.sampled_from(sorted(EMITTED, key=lambda kind: kind.__name__)).flatmap(
+    lambda kind: st.tuples(
+        st.just(kind),
+        st.sampled_from(["a0", "S1", "é"]),
+        from_schema(CODEC.schemas[EMITTED[kind][1]]),
     )
 )
 
@@ -32,24 +36,22 @@ OUTPUTS = st.sampled_from(sorted(FIELDS)).flatmap(
 @given(INPUTS, OUTPUTS)
 def test_a_decision_about_a_decoded_record_copies_its_envelope(named, output):
     """The decoded record's envelope bytes, re-keyed, are what encoding the dict gives."""
-    name, key, record = output
+    kind, key, record = output
     decoded = WIRE.decode(CODEC.encode(*named))[1]
-    values = (decoded["envelope"], *(record[field] for field in FIELDS[name][1:]))
-    decision = (ACCOUNT_EVENTS, key, name, values)
-    assert WIRE.encode(decision) == CODEC.encode(name, as_record(decision))
+    decision = (key, kind(**{**record, "envelope": decoded["envelope"]}))
+    assert WIRE.encode(decision) == CODEC.encode(record_name(decision), as_record(decision))
 
 
 @settings(max_examples=400, deadline=None)
 @given(OUTPUTS)
 def test_encode_equals_the_codec(named):
-    name, key, record = named
-    values = tuple(record[field] for field in FIELDS[name])
-    decision = (ACCOUNT_EVENTS, key, name, values)
-    assert WIRE.encode(decision) == CODEC.encode(name, as_record(decision))
+    kind, key, record = named
+    decision = (key, kind(**record))
+    assert WIRE.encode(decision) == CODEC.encode(record_name(decision), as_record(decision))
 
 
 def test_a_long_beyond_64_bits_is_refused():
-    decision = (ACCOUNT_EVENTS, "a", "marketlog.account.CashDeposited", ({**ENV}, 1, 2**63))
+    decision = ("a", CashDeposited({**ENV}, 1, 2**63))
     with pytest.raises(CodecError):
         WIRE.encode(decision)
 
@@ -65,10 +67,11 @@ def test_broken_bytes_are_a_codec_error():
 
 
 def test_decisions_about_a_decoded_record_reuse_its_envelope_bytes():
-    ex = Exchange(2, keep_decisions=False)
-    random_session(ex, random.Random(3), 3000, accounts=10)
+    pipeline = Pipeline(2, project=False)
+    random_session(pipeline, random.Random(3), 3000, accounts=10)
     wire, ledgers = Wire(CODEC), [Ledger(p, 2) for p in range(2)]
-    for partition, name, record in ex.log:
-        decoded_name, decoded = wire.decode(CODEC.encode(name, record))
+    for partition, _, record in pipeline.log.in_order(LEDGER_COMMANDS):
+        decoded_name, decoded = wire.decode(record.value)
         for decision in ledgers[partition].apply(decoded_name, decoded):
-            assert wire.encode(decision) == CODEC.encode(decision[2], as_record(decision))
+            expected = CODEC.encode(record_name(decision), as_record(decision))
+            assert wire.encode(decision) == expected

@@ -169,7 +169,7 @@ def test_reduce_keeps_priority_and_to_zero_cancels():
     s.place(1, SELL, 10, 100)
     s.place(2, SELL, 10, 100)
     (reduced,) = s.reduce(1, 60)
-    assert reduced[0] == "reduced" and reduced[7:] == (60, 40)
+    assert reduced[0] == "reduced" and reduced[7:] == (60, 40, True)
     assert s.asks() == [(10, 40, 1), (10, 100, 2)]
     assert cancels(s.reduce(1, 40)) == [(1, 40, "USER", True)]
 
@@ -224,12 +224,12 @@ def test_stp_decrement_and_cancel():
     # taker smaller: the taker is cancelled, the resting order shrinks by 30 and keeps its place
     events = s.place(2, BUY, 10, 30, account="me", stp="DECREMENT_AND_CANCEL")
     assert [e[0] for e in events] == ["reduced", "cancelled"]
-    assert events[0][3] == 1 and events[0][7:] == (30, 70)
+    assert events[0][3] == 1 and events[0][7:] == (30, 70, True)  # the resting one: on the book
     s.place(3, SELL, 10, 10, account="you")
     # taker larger: the resting order is cancelled, the taker shrinks by 70 and trades on
     events = s.place(4, BUY, 10, 100, account="me", stp="DECREMENT_AND_CANCEL")
     assert [e[0] for e in events] == ["cancelled", "reduced", "trade", "rested"]
-    assert events[1][3] == 4 and events[1][7:] == (70, 30)
+    assert events[1][3] == 4 and events[1][7:] == (70, 30, False)  # the taker: not on the book
     assert s.bids() == [(10, 20, 4)]
 
 

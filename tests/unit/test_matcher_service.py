@@ -7,7 +7,7 @@ import pytest
 from services.common.codec import Codec
 from services.common.config import Settings
 from services.matcher.service import COMMANDS, OTHER_SIDE, MatcherCore
-from services.matcher.state import CANCELLED, REDUCED, REJECTED, RESTED, TRADE, Exchange
+from services.matcher.state import CANCELLED, REDUCED, REJECTED, RESTED, TRADE, Matcher
 from tests.unit.reference_book import random_stream
 
 CODEC = Codec()
@@ -157,10 +157,10 @@ def expected_records(symbol: str, env: dict, events: list[tuple]) -> list[tuple]
                 "envelope": at(acct), "order_id": oid, "symbol": symbol, "side": side,
                 "qty": qty, "reason": reason, "seq": seq}))  # fmt: skip
         elif kind == REDUCED:
-            _, _, _, oid, acct, side, price, qty, rem = e
+            _, _, _, oid, acct, side, price, qty, rem, rested = e
             out.append((MARKET, symbol, "marketlog.market.OrderReduced", {
                 "envelope": at(symbol), "seq": seq, "order_id": oid, "side": side,
-                "price": price, "qty": qty, "remaining": rem}))  # fmt: skip
+                "price": price, "qty": qty, "remaining": rem, "rested": rested}))  # fmt: skip
             out.append((LEDGER, acct, "marketlog.ledger.OrderReduced", {
                 "envelope": at(acct), "order_id": oid, "symbol": symbol, "side": side,
                 "qty": qty, "remaining": rem, "seq": seq}))  # fmt: skip
@@ -193,7 +193,7 @@ def expected_placed(symbol, env, acct, oid, side, events, out) -> list[tuple]:
 
 def test_every_output_carries_its_event_field_by_field():
     """Values tuples in schema order: a twin book's events, as records built by field name."""
-    part, twin = MatcherCore(SETTINGS, CODEC).fresh(0, 4), Exchange()
+    part, twin = MatcherCore(SETTINGS, CODEC).fresh(0, 4), Matcher()
     kinds = set()
     for n, command in enumerate(random_stream(11, 3000)):
         op, ts, oid = command[0], command[1], command[2]
@@ -249,7 +249,7 @@ def test_restored_partition_decides_as_the_original():
     for v in values[:120]:
         a.apply(v)
     b = core.restore(0, 4, a.snapshot())
-    assert b.exchange.state_hash() == a.exchange.state_hash()
+    assert b.matcher.state_hash() == a.matcher.state_hash()
     for v in values[120:]:
         assert b.apply(v) == a.apply(v)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from services.matcher.state import Book, Exchange
+from services.matcher.state import Book, Matcher
 from tests.unit.reference_book import (
     ReferenceBook,
     check_invariants,
@@ -76,11 +76,11 @@ def test_seq_is_gap_free_and_rejects_take_none():
     assert seqs == list(range(1, len(seqs) + 1))
 
 
-def straight(commands: list[tuple]) -> Exchange:
-    exchange = Exchange()
+def straight(commands: list[tuple]) -> Matcher:
+    matcher = Matcher()
     for command in commands:
-        run(exchange.book("X"), command)
-    return exchange
+        run(matcher.book("X"), command)
+    return matcher
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -88,7 +88,7 @@ def test_snapshot_restore_gives_the_same_hash_and_the_same_future(seed):
     commands = random_stream(100 + seed, 3000)
     whole = straight(commands)
     half = straight(commands[:1500])
-    restored = Exchange.restore(half.snapshot())
+    restored = Matcher.restore(half.snapshot())
     assert restored.state_hash() == half.state_hash()
     check_invariants(restored.books["X"])
     for command in commands[1500:]:  # snapshot + replay of the rest = the straight run
@@ -112,7 +112,7 @@ def test_state_hash_is_stable_across_processes():
 
 
 def test_empty_books_do_not_change_the_hash():
-    exchange = Exchange()
-    before = exchange.state_hash()
-    exchange.cancel("Y", 1, 99)  # a reject on a new symbol: no seq used, nothing to keep
-    assert exchange.state_hash() == before
+    matcher = Matcher()
+    before = matcher.state_hash()
+    matcher.cancel("Y", 1, 99)  # a reject on a new symbol: no seq used, nothing to keep
+    assert matcher.state_hash() == before

@@ -1,6 +1,6 @@
-"""The repository stands on its own: no code under tests/, services/, bench/ or infra/ builds a
-path out of the repository (to its parent directory, to ``../shared`` beside it), and the peer
-test files the XML conformance test replays are vendored in tests/data/ece568 with their
+"""The repository stands on its own: no code under tests/, services/, testkit/, bench/ or infra/
+builds a path out of the repository (to its parent directory, to ``../shared`` beside it), and
+the peer test files the XML conformance test replays are vendored in tests/data/ece568 with their
 sources."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from services.common.config import ROOT
 from tests.e2e import test_gateway_xml_conformance as conformance
 
-SCANNED = ("tests", "services", "bench", "infra")
+SCANNED = ("tests", "services", "testkit", "bench", "infra")
 # names the code base gives to the repository root (services.common.config.ROOT, infra/local.py)
 ROOT_NAMES = {"ROOT", "REPO", "REPO_ROOT", "REPOSITORY", "PROJECT_ROOT"}
 FILE_HOPS = {"resolve", "absolute", "expanduser"}  # Path(__file__).resolve() is still the file

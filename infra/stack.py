@@ -1,0 +1,119 @@
+"""The local stack as code, for `python -m infra`, the tests and the benchmarks.
+
+``KAFKA`` and ``POSTGRES`` are the broker and database `make up` runs (ports from the
+environment). ``ServiceProcs`` runs Marketlog services as subprocesses against any Settings (a
+test's topics, a benchmark's broker): ``python -m services.<name> serve``, each logging to
+``<logs>/<name>.log``; ``start`` returns once each service's ready file appears.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from services.common.config import ROOT, Settings
+
+from .local import STATE, LocalKafka, LocalPostgres
+
+KAFKA = LocalKafka(
+    STATE / "kafka",
+    int(os.environ.get("MARKETLOG_KAFKA_PORT", "19092")),
+    int(os.environ.get("MARKETLOG_KAFKA_CONTROLLER_PORT", "19093")),
+)
+POSTGRES = LocalPostgres(STATE / "postgres", int(os.environ.get("MARKETLOG_PG_PORT", "55432")))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a service subprocess needs to see these settings."""
+    env = dict(os.environ)
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=settings.kafka,
+        DATABASE_URL=settings.database_url,
+        MARKETLOG_TOPIC_PREFIX=settings.topic_prefix,
+        MARKETLOG_PARTITIONS=str(settings.partitions),
+        MARKETLOG_INSTANCE=settings.instance,
+        MARKETLOG_RUN_DIR=str(settings.run_dir),
+        **extra,
+    )
+    return env
+
+
+def create_topics(
+    settings: Settings, partitions: int, *names: str, compacted: bool = False
+) -> None:
+    """Topics outside infra/topics.toml (a test's or a benchmark's own), replication 1."""
+    config = {"cleanup.policy": "compact"} if compacted else {}
+    admin = AdminClient({"bootstrap.servers": settings.kafka})
+    futures = admin.create_topics([NewTopic(n, partitions, 1, config=config) for n in names])
+    for future in futures.values():
+        future.result()
+
+
+class ServiceProcs:
+    """Marketlog services as subprocesses; ``kill`` is SIGKILL, no goodbye."""
+
+    def __init__(self, settings: Settings, logs: Path, **env: str) -> None:
+        self.settings, self.logs = settings, logs
+        self.env = settings_env(settings, PYTHONPATH=str(ROOT), **env)
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, *names: str, timeout: float = 120.0) -> None:
+        for name in names:
+            for ready in self.settings.run_dir.glob(f"{name}-*.ready"):
+                ready.unlink()
+            with open(self.logs / f"{name}.log", "ab") as log:
+                self.procs[name] = subprocess.Popen(
+                    [sys.executable, "-m", f"services.{name}", "serve"],
+                    env=self.env,
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+        for name in names:
+            deadline = time.monotonic() + timeout
+            while not self._ready(name):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"timed out after {timeout}s waiting for {name} to be live")
+                time.sleep(0.2)
+
+    def _ready(self, name: str) -> bool:
+        if self.procs[name].poll() is not None:
+            raise RuntimeError(
+                f"{name} exited with {self.procs[name].returncode}:\n{self.log(name)}"
+            )
+        return any(self.settings.run_dir.glob(f"{name}-*.ready"))
+
+    def kill(self, name: str) -> None:
+        self.procs[name].kill()
+        self.procs[name].wait(10)
+
+    def signal(self, name: str, sig: int) -> None:
+        """Send a signal (e.g. SIGSTOP / SIGCONT to pause and resume a service)."""
+        self.procs[name].send_signal(sig)
+
+    def log(self, name: str) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)

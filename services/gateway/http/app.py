@@ -1,0 +1,70 @@
+"""The HTTP JSON API (FastAPI): OpenAPI at /openapi.json, docs page at /docs, WebSocket streams.
+
+``create_app`` assembles one router per OpenAPI tag (``admin``, ``account``, ``orders``,
+``market``, ``health``) and the streams, around the desk. Writes append a command and answer from
+its decision (request/reply over the log); reads answer from the projection, after it shows the
+caller's own earlier writes. Errors are always ``{"error": ..., "command_id": ...}``.
+"""
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from ..config import GatewaySettings
+from ..desk import Desk
+from . import account, admin, errors, health, market, orders, streams
+from .auth import Auth
+
+DESCRIPTION = """Marketlog's HTTP API. Authenticate with `Authorization: Bearer <key>`: an account's
+key (returned once by `POST /accounts`) or the admin key. Amounts are decimal strings, each in the
+exact form its pattern gives. Writes answer with the ledger's decision; reads reflect every earlier
+write made with the same key. A request this document calls valid is never refused with 422."""
+ROUTERS = (admin, account, orders, market, health, streams)  # the document lists them so
+
+
+def create_app(desk: Desk, settings: GatewaySettings) -> FastAPI:
+    app = FastAPI(title="Marketlog", version="1", description=DESCRIPTION, responses=errors.ERRORS)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:  # FastAPI's document model makes bounds floats
+            app.openapi_schema = _whole_numbers(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.state.desk = desk
+    app.state.auth = Auth(desk, settings.admin_key, settings.key_rate, settings.key_burst)
+    errors.install(app)
+    _limit_body(app, settings.http_max_body)
+    for room in ROUTERS:
+        app.include_router(room.router)
+    return app
+
+
+def _whole_numbers(value: Any) -> Any:
+    """The OpenAPI document with whole floats as integers (2**53 - 1, not 9007199254740991.0)."""
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _limit_body(app: FastAPI, limit: int) -> None:
+    @app.middleware("http")
+    async def cap(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return JSONResponse({"error": f"body over {limit} bytes", "command_id": None}, 413)
+        if length is None and request.method in ("POST", "PUT", "PATCH", "DELETE"):
+            body = b""
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    return JSONResponse(
+                        {"error": f"body over {limit} bytes", "command_id": None}, 413
+                    )
+            request._body = body
+        return await call_next(request)

@@ -1,0 +1,49 @@
+"""The bench harness's own parts: the CPU meter reads /proc, the e2e report renders every step."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from bench import e2e_report
+from bench.cpu import CpuMeter, metered, tree_seconds
+
+
+def test_the_meter_sees_this_process_spend_cpu():
+    meter = CpuMeter({"me": os.getpid()}, {"tree": os.getpid()})
+
+    async def busy():
+        sum(i * i for i in range(2_000_000))
+
+    found = asyncio.run(metered(meter, busy()))
+    assert found.spent["me"] > 0 and found.spent["tree"] >= found.spent["me"]
+    assert set(found.vm) == {"busy", "steal", "steal_peak"}
+    assert tree_seconds(os.getpid()) > 0
+
+
+def step(rate: int, ok: bool) -> dict:
+    latency = {"p50": 10.0, "p99": 20.0, "p99.9": 30.0, "max": 40.0}
+    return {
+        "offered_per_s": rate,
+        "achieved_per_s": rate,
+        "latency_ms": latency,
+        "projection_lag_ms": {"samples": 1, "p50": 5.0, "p99": 6.0, "max": 7.0},
+        "vm_cores": {"busy": 1.0, "steal": 0.2, "steal_peak": 0.9},
+        "cpu_us_per_order": {"ledger": 500.0, "kafka": 900.0},
+        "stages_ms": None,
+        "sustained": ok,
+    }
+
+
+def test_the_report_has_a_row_per_step_with_its_steal():
+    surfaces = {"xml": [step(25, True), step(50, False)], "http": [step(25, False)]}
+    figures = {
+        "max_sustained_per_s": {"xml": 25, "http": 0},
+        "kafka_ceiling_records_per_s": 50_000,
+        "vm_steal_cores": e2e_report.steal_over(surfaces),
+        "steps": surfaces,
+    }
+    text = e2e_report.summary(figures)
+    assert "xml 25/s, http 0/s" in text
+    assert text.count("| 1.0/0.2 (0.9) |") == 3
+    assert "- xml @ 25/s: kafka 900.0, ledger 500.0" in text
