@@ -81,6 +81,7 @@ def listening() -> str:
             f"  PostgreSQL   {POSTGRES.url}",
             f"  XML/TCP      127.0.0.1:{xml}",
             f"  HTTP API     http://127.0.0.1:{http}/docs",
+            f"  quotes       {settings.quote_host}:{settings.quote_port}   (legacy quote server)",
             f"  admin key    {admin_key_source()}",
             f"  state        {STATE}   (make clean drops it)",
         ]

@@ -28,6 +28,14 @@ class Settings:
         default_factory=lambda: Path(_env("MARKETLOG_RUN_DIR", str(ROOT / ".state" / "run")))
     )
     metrics_port: int = field(default_factory=lambda: int(_env("MARKETLOG_METRICS_PORT", "0")))
+    # the simulated legacy quote server (services/quotes); the gateway connects to host:port
+    quote_host: str = field(default_factory=lambda: _env("MARKETLOG_QUOTE_HOST", "127.0.0.1"))
+    quote_port: int = field(default_factory=lambda: int(_env("MARKETLOG_QUOTE_PORT", "4444")))
+    quote_seed: str = field(default_factory=lambda: _env("MARKETLOG_QUOTE_SEED", "marketlog"))
+    quote_delay_ms: int = field(default_factory=lambda: int(_env("MARKETLOG_QUOTE_DELAY_MS", "0")))
+    quote_bucket_ms: int = field(
+        default_factory=lambda: int(_env("MARKETLOG_QUOTE_BUCKET_MS", "1000"))
+    )
 
     def topic(self, role: str) -> str:
         """The real name of a topic role from infra/topics.toml, e.g. 'ledger.commands'."""

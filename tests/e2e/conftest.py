@@ -1,7 +1,7 @@
-"""The whole running system for end-to-end tests: ledger, matcher, projector and gateway started
-as subprocesses (``python -m services.X serve``) against the session's broker and a database of
-their own, on free ports, with a topic prefix of their own. Started once per session, on first
-use, and stopped after."""
+"""The whole running system for end-to-end tests: ledger, matcher, projector, quote server and
+gateway started as subprocesses (``python -m services.X serve``) against the session's broker and
+a database of their own, on free ports, with a topic prefix of their own. Started once per
+session, on first use, and stopped after."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from services.common.config import Settings
 from services.common.topics import provision
 from tests.support import ServiceProcs, free_port
 
-SERVICES = ("projector", "ledger", "matcher", "gateway")
+SERVICES = ("projector", "ledger", "matcher", "quotes", "gateway")
 ADMIN_KEY = "e2e-admin-" + uuid.uuid4().hex
 
 
@@ -30,6 +30,7 @@ class System:
     admin_key: str
     logs: Path
     procs: ServiceProcs
+    quote_port: int = 0
 
     def log(self, name: str) -> str:
         path = self.logs / f"{name}.log"
@@ -51,7 +52,7 @@ def system(services, tmp_path_factory) -> Iterator[System]:
     )
     provision(settings)
     logs = tmp_path_factory.mktemp("logs")
-    xml_port, http_port = free_port(), free_port()
+    xml_port, http_port, quote_port = free_port(), free_port(), free_port()
     procs = ServiceProcs(
         settings,
         logs,
@@ -59,10 +60,12 @@ def system(services, tmp_path_factory) -> Iterator[System]:
         MARKETLOG_HTTP_PORT=str(http_port),
         MARKETLOG_ADMIN_KEY=ADMIN_KEY,
         MARKETLOG_METRICS_PORT="0",
+        MARKETLOG_QUOTE_PORT=str(quote_port),
     )
     try:
         procs.start(*SERVICES)
-        yield System(settings, xml_port, f"http://127.0.0.1:{http_port}", ADMIN_KEY, logs, procs)
+        http_url = f"http://127.0.0.1:{http_port}"
+        yield System(settings, xml_port, http_url, ADMIN_KEY, logs, procs, quote_port)
     finally:
         procs.stop_all()
         if os.environ.get("MARKETLOG_E2E_KEEP_DB") != "1":
