@@ -27,7 +27,14 @@ from pathlib import Path
 
 from bench.env import BenchEnv
 
-SUITES = ["kafka_ceiling", "matcher_bench", "ledger_bench", "projector_bench", "e2e_bench"]
+SUITES = [
+    "kafka_ceiling",
+    "matcher_bench",
+    "ledger_bench",
+    "projector_bench",
+    "e2e_bench",
+    "daytrading_bench",
+]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

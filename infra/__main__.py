@@ -80,7 +80,11 @@ def listening() -> str:
             f"  Kafka        {KAFKA.bootstrap}   (topics prefix {settings.topic_prefix!r})",
             f"  PostgreSQL   {POSTGRES.url}",
             f"  XML/TCP      127.0.0.1:{xml}",
+            f"  day trading  {settings.daytrade_host}:{settings.daytrade_port}   (line protocol;"
+            f" DUMPLOG files in {settings.dump_dir})",
             f"  HTTP API     http://127.0.0.1:{http}/docs",
+            f"  private      127.0.0.1:{os.environ.get('MARKETLOG_PRIVATE_PORT', '7001')}   (JSON)",
+            f"  public       127.0.0.1:{os.environ.get('MARKETLOG_PUBLIC_PORT', '7002')}   (JSON)",
             f"  quotes       {settings.quote_host}:{settings.quote_port}   (legacy quote server)",
             f"  admin key    {admin_key_source()}",
             f"  state        {STATE}   (make clean drops it)",

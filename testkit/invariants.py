@@ -72,6 +72,8 @@ def conservation(pipeline: Pipeline) -> list[str]:
             came_in -= record["amount"]
         elif name == A + "SharesIssued":
             issued[record["symbol"]] += record["qty"]
+        else:
+            came_in += day_trading_cash(name, record)
     held = sum(a.cash + a.held for ledger in ledgers for a in ledger.accounts.values())
     if came_in != held:
         problems.append(f"cash: account.events brought in {came_in}, accounts hold {held}")
@@ -83,6 +85,21 @@ def conservation(pipeline: Pipeline) -> list[str]:
     if +issued != +owned:
         problems.append(f"shares: account.events issued {dict(issued)}, accounts own {dict(owned)}")
     return problems
+
+
+def day_trading_cash(name: str, record: dict) -> int:
+    """Cash a day-trading decision brought in (ADD) or moved to (−) or from (+) the outside
+    market (COMMIT_BUY, COMMIT_SELL, trigger executions)."""
+    if name == A + "TriggerFired":
+        return record["funds"] if record["side"] == "SELL" else -record["funds"]
+    if name != A + "DayTradeDecided" or not record["ok"]:
+        return 0
+    command = record["command"]
+    if command == "ADD":
+        return record["amount"]
+    if command == "COMMIT_BUY":
+        return -record["funds"]
+    return record["funds"] if command == "COMMIT_SELL" else 0
 
 
 def agreement(pipeline: Pipeline) -> list[str]:

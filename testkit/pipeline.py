@@ -37,7 +37,8 @@ from .projection import Tables
 LEDGER_COMMANDS, MATCH_COMMANDS = "ledger.commands", "match.commands"
 ACCOUNT_EVENTS, MARKET_EVENTS = "account.events", "market.events"
 TOPICS = (LEDGER_COMMANDS, MATCH_COMMANDS, ACCOUNT_EVENTS, MARKET_EVENTS)
-CREATE_SYMBOL = "marketlog.ledger.CreateSymbol"
+# what a gateway sends to every ledger partition: listings, and day trading's quote ticks
+BROADCAST = frozenset(("marketlog.ledger.CreateSymbol", "marketlog.ledger.QuoteTick"))
 SOURCES = {ACCOUNT_EVENTS: rows.ACCOUNT, MARKET_EVENTS: rows.MARKET}
 
 
@@ -186,10 +187,11 @@ class Pipeline:
     # -- the gateways -------------------------------------------------------------------------
     def submit(self, name: str, record: dict) -> None:
         """Append a command as a gateway does (services/gateway/commands.py): keyed by its
-        envelope's key; CreateSymbol to every partition, each ledger partition lists it."""
+        envelope's key; CreateSymbol and QuoteTick to every partition (each ledger partition lists
+        the symbol, fires its own users' triggers)."""
         value = codec().encode(name, record)
         key = record["envelope"]["key"]
-        if name == CREATE_SYMBOL:
+        if name in BROADCAST:
             for partition in range(self.partitions):
                 self.log.append(LEDGER_COMMANDS, key, value, partition)
         else:

@@ -158,3 +158,46 @@ def order_placed(
         "seq": seq,
         "settlements": settlements,
     }
+
+
+# -- day trading (docs/daytrading.md): money in ledger units --------------------------------------
+def quote(symbol: str, price: int, user: str = "", time_ms: int = 0, hit: bool = True) -> dict:
+    """A marketlog.Quote (price in price units)."""
+    return {
+        "price": price,
+        "symbol": symbol,
+        "user": user,
+        "quote_server_time": time_ms,
+        "cryptokey": "k" * 40,
+        "hit": hit,
+    }
+
+
+def day_trade(
+    env: dict,
+    command: str,
+    *,
+    txn: int = 1,
+    symbol: str | None = None,
+    amount: int | None = None,
+    trigger: int | None = None,
+    filename: str | None = None,
+    quote: dict | None = None,
+) -> Command:
+    """A DayTrade; the user is the envelope's key ("" for the admin DUMPLOG)."""
+    return L + "DayTrade", {
+        "envelope": env,
+        "command": command,
+        "user": env["key"],
+        "txn": txn,
+        "symbol": symbol,
+        "amount": amount,
+        "trigger": trigger,
+        "filename": filename,
+        "quote": quote,
+    }
+
+
+def quote_tick(env: dict, quote: dict) -> Command:
+    """A QuoteTick: env keyed by the quote's symbol (a gateway sends it to every partition)."""
+    return L + "QuoteTick", {"envelope": env, "quote": quote}

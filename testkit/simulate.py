@@ -2,12 +2,13 @@
 
 In the spirit of FoundationDB's and TigerBeetle's simulators: a seed decides everything — the
 shape of the exchange (partitions, traders, symbols and their tick and lot sizes, how often
-snapshots are taken), the commands (testkit.simulation), which stage consumes which partition
-when and in what batch sizes, and where processes crash (mid-batch, before the commit: restored
-from the newest snapshot plus a silent replay). The ledger and book invariants are checked after
-every transaction; once everything has settled, all of testkit.invariants (conservation, the
-ledger and the books agreeing, replay = straight run byte for byte, rebuild = incremental
-projection = the cores' state). Nothing reads a clock or an unseeded random number, so a failing
+snapshots are taken), the commands (testkit.simulation, day trading included), which stage
+consumes which partition when and in what batch sizes, and where processes crash (mid-batch,
+before the commit: restored from the newest snapshot plus a silent replay). The ledger and book
+invariants are checked after every transaction; once everything has settled, all of
+testkit.invariants (conservation, the ledger and the books agreeing, replay = straight run byte
+for byte, rebuild = incremental projection = the cores' state). Nothing reads a clock or an
+unseeded random number, so a failing
 seed fails the same way every time:
 
     make simulate SEED=1234            # one seed, its problems in full
@@ -85,7 +86,9 @@ def run(seed: int) -> Outcome:
     scenario = Scenario.draw(rng)
     pipeline = Pipeline(scenario.partitions, snapshot_every=scenario.snapshot_every)
     gw = Gateway(pipeline)
-    traders = Traders([f"a{i}" for i in range(scenario.people)], dict(scenario.specs))
+    traders = Traders(
+        [f"a{i}" for i in range(scenario.people)], dict(scenario.specs), day_trading=True
+    )
     open_market(gw, rng, traders, shares=50)
     steps = 0
     for command in range(scenario.commands):

@@ -6,8 +6,11 @@ accepted orders from ``account.events`` as a client would. ``random_command`` dr
 from everything the ledger accepts or refuses: accounts, deposits, withdrawals, listings, share
 issues, limit/market/IOC/FOK/GTD/post-only orders with every self-trade-prevention mode and
 client order ids that repeat, cancels, reduces and replaces (mostly of the trader's own orders),
-and now and then a malformed amount. ``random_session`` drives a pipeline with such traffic, its
-deliveries lagging a few records behind, as on the log.
+now and then a malformed amount, and day trading (``random_day_trade``: the 16 commands with
+the quote a gateway would log, by exchange accounts and by accounts only ADD creates, quote ticks
+to every partition, and now and then a minute's pause so that pending BUYs/SELLs expire).
+``random_session`` drives a pipeline with such traffic, its deliveries lagging a few records
+behind, as on the log.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class Traders:
     people: list[str]
     specs: dict[str, tuple[int, int]]
     mids: dict[str, int] = field(default_factory=dict)
+    day_trading: bool = False  # mix day-trading commands and quote ticks in (make simulate)
 
     def __post_init__(self) -> None:
         for symbol in self.specs:
@@ -96,12 +100,54 @@ def random_command(gw: Gateway, rng: random.Random, traders: Traders) -> None:
     elif roll < 0.11:  # a listing again (it keeps its sizes), or a bad one
         tick, lot = rng.choice((traders.specs[symbol], (0, LOT), (TICK, 0)))
         gw.send(r.create_symbol(gw.envelope(symbol), tick, lot))
+    elif roll < 0.25 and traders.day_trading:
+        random_day_trade(gw, rng, traders)
     elif roll < 0.66:
         gw.send(random_order(env, rng, traders, symbol))
     else:
         gw.hear()
         if gw.orders:
             gw.send(random_amend(gw, rng, traders, env))
+
+
+DAY_SYMBOLS = ("S", "ABC")  # the outside market's: kept apart from exchange positions
+DAY_COMMANDS = (
+    "ADD", "QUOTE", "BUY", "COMMIT_BUY", "CANCEL_BUY", "SELL", "COMMIT_SELL", "CANCEL_SELL",
+    "SET_BUY_AMOUNT", "SET_BUY_TRIGGER", "CANCEL_SET_BUY", "SET_SELL_AMOUNT",
+    "SET_SELL_TRIGGER", "CANCEL_SET_SELL", "DISPLAY_SUMMARY", "DUMPLOG",
+)  # fmt: skip
+WITH_SYMBOL = frozenset(c for c in DAY_COMMANDS if c in ("QUOTE", "BUY", "SELL") or "SET_" in c)
+CENT_CASH, CENT_PRICE = 10_000, 100  # cash and price units of a cent
+
+
+def random_day_trade(gw: Gateway, rng: random.Random, traders: Traders) -> None:
+    """A day-trading command or a quote tick, money in whole cents as the line protocol has it."""
+    symbol = rng.choice(DAY_SYMBOLS)
+    price = rng.randint(5_00, 20_00) * CENT_PRICE  # the outside market's quote
+    after = 61_000_000 if rng.random() < 0.03 else 1000  # now and then a minute: expiries
+    if rng.random() < 0.15:
+        gw.send(r.quote_tick(gw.envelope(symbol, after), r.quote(symbol, price)))
+        return
+    user = rng.choice((*traders.people, "dt1", "dt2"))
+    env = gw.envelope(user, after)
+    command = rng.choice(DAY_COMMANDS)
+    fields: dict = {"txn": gw.commands}
+    if command in ("ADD", "BUY", "SELL", "SET_BUY_AMOUNT", "SET_SELL_AMOUNT"):
+        fields["amount"] = rng.randint(1_00, 200_00) * CENT_CASH
+    if command in ("SET_BUY_TRIGGER", "SET_SELL_TRIGGER"):
+        fields["trigger"] = rng.randint(5_00, 20_00) * CENT_PRICE
+    if command in WITH_SYMBOL:
+        fields["symbol"] = symbol
+    if command in ("QUOTE", "BUY", "SELL"):
+        fields["quote"] = r.quote(symbol, price, user)
+    if command == "DUMPLOG":
+        fields["filename"] = "out.xml"
+        if rng.random() < 0.3:  # the admin form
+            env = {**env, "key": ""}
+    gw.send(r.day_trade(env, command, **fields))
+    if command in ("BUY", "SELL") and rng.random() < 0.6:  # mostly answered right away
+        then = rng.choice(("COMMIT_", "CANCEL_")) + command
+        gw.send(r.day_trade(gw.envelope(user), then, txn=gw.commands))
 
 
 def random_order(env: dict, rng: random.Random, traders: Traders, symbol: str) -> r.Command:
@@ -151,11 +197,14 @@ def random_session(
     records: int,
     accounts: int = 40,
     symbols: int = 3,
+    day_trading: bool = False,
 ) -> Gateway:
     """Traffic until ledger.commands holds about `records` records, then everything settles."""
     gw = Gateway(pipeline)
     traders = Traders(
-        [f"a{i}" for i in range(accounts)], {f"S{i}": (TICK, LOT) for i in range(symbols)}
+        [f"a{i}" for i in range(accounts)],
+        {f"S{i}": (TICK, LOT) for i in range(symbols)},
+        day_trading=day_trading,
     )
     open_market(gw, rng, traders)
     log = pipeline.log

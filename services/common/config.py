@@ -36,6 +36,20 @@ class Settings:
     quote_bucket_ms: int = field(
         default_factory=lambda: int(_env("MARKETLOG_QUOTE_BUCKET_MS", "1000"))
     )
+    # the gateway's day-trading surfaces (docs/daytrading.md): the line protocol's address, how
+    # long a quote is reused per symbol, how often armed triggers' symbols are ticked, where
+    # DUMPLOG writes its files
+    daytrade_host: str = field(default_factory=lambda: _env("MARKETLOG_DAYTRADE_HOST", "127.0.0.1"))
+    daytrade_port: int = field(
+        default_factory=lambda: int(_env("MARKETLOG_DAYTRADE_PORT", "12346"))
+    )
+    quote_cache_ms: int = field(
+        default_factory=lambda: int(_env("MARKETLOG_QUOTE_CACHE_MS", "60000"))
+    )
+    tick_ms: int = field(default_factory=lambda: int(_env("MARKETLOG_TICK_MS", "1000")))
+    dump_dir: Path = field(
+        default_factory=lambda: Path(_env("MARKETLOG_DUMP_DIR", str(ROOT / ".state" / "dumps")))
+    )
 
     def topic(self, role: str) -> str:
         """The real name of a topic role from infra/topics.toml, e.g. 'ledger.commands'."""

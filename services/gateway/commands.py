@@ -1,7 +1,8 @@
 """Ledger commands as records, and which decisions answer each. Pure: ids and time are passed in.
 
-Every command goes to ``ledger.commands`` keyed by account, except CreateSymbol: keyed by symbol
-and sent to every partition (each ledger partition lists the symbol; partition 0 answers).
+Every command goes to ``ledger.commands`` keyed by account, except CreateSymbol and QuoteTick:
+keyed by symbol and sent to every partition (each ledger partition lists the symbol, fires its
+users' triggers; partition 0 answers). A day-trading command (DayTrade) is keyed by its userid.
 """
 
 from __future__ import annotations
@@ -52,8 +53,12 @@ def _command(stamp: Stamp, kind: str, key: str, answer: str, **fields: Any) -> C
         key,
         {"envelope": _envelope(stamp, key), **fields},
         frozenset({ACCOUNT + a for a in answer.split("|")} | {REJECTED}),
-        broadcast=kind == "CreateSymbol",
+        broadcast=kind in BROADCAST,
     )
+
+
+BROADCAST = frozenset(("CreateSymbol", "QuoteTick"))
+DAYTRADE_DECIDED = ACCOUNT + "DayTradeDecided"
 
 
 def create_account(stamp: Stamp, account: str, balance: int, api_key_hash: str = "") -> Command:
@@ -135,6 +140,95 @@ def replace_order(stamp: Stamp, account: str, order_id: int, price: int, qty: in
     return _command(
         stamp, "ReplaceOrder", account, "OrderClosed", order_id=order_id, price=price, qty=qty
     )
+
+
+# -- day trading (docs/daytrading.md) ----------------------------------------------------------
+CENT_CASH = 10_000  # cash units per cent
+CENT_PRICE = 100  # price units per cent
+TRIGGER_COMMANDS = frozenset(("SET_BUY_TRIGGER", "SET_SELL_TRIGGER"))
+QUOTED_COMMANDS = frozenset(("QUOTE", "BUY", "SELL"))
+
+
+@dataclass(frozen=True)
+class QuoteRecord:
+    """A quote as the log carries it (marketlog.Quote): price in price units; ``hit`` when the
+    command that carries it made the quote server answer (else it came from the cache)."""
+
+    price: int
+    symbol: str
+    user: str
+    quote_server_time: int
+    cryptokey: str
+    hit: bool
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "price": self.price,
+            "symbol": self.symbol,
+            "user": self.user,
+            "quote_server_time": self.quote_server_time,
+            "cryptokey": self.cryptokey,
+            "hit": self.hit,
+        }
+
+
+@dataclass(frozen=True)
+class DayTradeSpec:
+    """A valid day-trading command in ledger units: ``amount`` in cash units (ADD, BUY, SELL,
+    SET_*_AMOUNT), ``trigger`` in price units (SET_*_TRIGGER); ``user`` "" for the admin DUMPLOG."""
+
+    command: str
+    user: str
+    txn: int
+    symbol: str | None = None
+    amount: int | None = None
+    trigger: int | None = None
+    filename: str | None = None
+
+    @classmethod
+    def from_cents(
+        cls,
+        command: str,
+        user: str | None,
+        txn: int,
+        symbol: str | None = None,
+        cents: int | None = None,
+        filename: str | None = None,
+    ) -> DayTradeSpec:
+        """From the line's values (services.common.workload: money in cents)."""
+        trigger = command in TRIGGER_COMMANDS
+        return cls(
+            command,
+            user or "",
+            txn,
+            symbol,
+            None if cents is None or trigger else cents * CENT_CASH,
+            cents * CENT_PRICE if cents is not None and trigger else None,
+            filename,
+        )
+
+
+def day_trade(stamp: Stamp, spec: DayTradeSpec, quote: QuoteRecord | None = None) -> Command:
+    return _command(
+        stamp,
+        "DayTrade",
+        spec.user,
+        "DayTradeDecided",
+        command=spec.command,
+        user=spec.user,
+        txn=spec.txn,
+        symbol=spec.symbol,
+        amount=spec.amount,
+        trigger=spec.trigger,
+        filename=spec.filename,
+        quote=None if quote is None else quote.record(),
+    )
+
+
+def quote_tick(stamp: Stamp, quote: QuoteRecord) -> Command:
+    """A quote for a symbol with armed triggers, to every ledger partition; nothing answers it
+    (partition 0's QuoteTicked is for the audit log)."""
+    return _command(stamp, "QuoteTick", quote.symbol, "QuoteTicked", quote=quote.record())
 
 
 def answers(command: Command, name: str, record: dict[str, Any]) -> bool:

@@ -51,3 +51,45 @@ class GatewaySettings:
     key_burst: float = field(default_factory=lambda: _float("MARKETLOG_HTTP_BURST", 400.0))
     http_max_body: int = field(default_factory=lambda: _int("MARKETLOG_HTTP_MAX_BYTES", 64 * 1024))
     db_pool_max: int = field(default_factory=lambda: _int("MARKETLOG_GATEWAY_DB_POOL", 10))
+    # the day-trading line protocol (address and quote/tick/dump settings: services.common.config)
+    daytrade_idle_timeout: float = field(
+        default_factory=lambda: _float("MARKETLOG_DAYTRADE_IDLE_TIMEOUT", 600.0)
+    )
+    # lines of one connection read but not yet answered; past it the server stops reading
+    daytrade_max_inflight: int = field(
+        default_factory=lambda: _int("MARKETLOG_DAYTRADE_MAX_INFLIGHT", 256)
+    )
+    daytrade_max_connections: int = field(
+        default_factory=lambda: _int("MARKETLOG_DAYTRADE_MAX_CONNECTIONS", 10_000)
+    )
+    # one quote-server request (connect, ask, answer) before the command is quote_unavailable
+    quote_timeout: float = field(default_factory=lambda: _float("MARKETLOG_QUOTE_TIMEOUT", 5.0))
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    """The algorithmic traders' JSON-lines channels (docs/channels.md)."""
+
+    host: str = field(default_factory=lambda: _env("MARKETLOG_CHANNEL_HOST", "127.0.0.1"))
+    private_port: int = field(default_factory=lambda: _int("MARKETLOG_PRIVATE_PORT", 7001))
+    public_port: int = field(default_factory=lambda: _int("MARKETLOG_PUBLIC_PORT", 7002))
+    # the book of a request without "symbol"; listed when the gateway starts
+    default_symbol: str = field(default_factory=lambda: _env("MARKETLOG_DEFAULT_SYMBOL", "WOOD"))
+    # a connection without login trades as a fresh account with this cash and these shares
+    cash: str = field(default_factory=lambda: _env("MARKETLOG_CHANNEL_CASH", "1000000"))
+    shares: str = field(default_factory=lambda: _env("MARKETLOG_CHANNEL_SHARES", "10000"))
+    cancel_on_disconnect: bool = field(
+        default_factory=lambda: _env("MARKETLOG_CHANNEL_CANCEL_ON_DISCONNECT", "0") == "1"
+    )
+    max_line: int = field(default_factory=lambda: _int("MARKETLOG_CHANNEL_MAX_LINE", 4096))
+    rate: float = field(default_factory=lambda: _float("MARKETLOG_CHANNEL_RATE", 1000.0))
+    burst: float = field(default_factory=lambda: _float("MARKETLOG_CHANNEL_BURST", 2000.0))
+    heartbeat: float = field(default_factory=lambda: _float("MARKETLOG_CHANNEL_HEARTBEAT", 5.0))
+    idle_timeout: float = field(
+        default_factory=lambda: _float("MARKETLOG_CHANNEL_IDLE_TIMEOUT", 3600.0)
+    )
+    max_connections: int = field(
+        default_factory=lambda: _int("MARKETLOG_CHANNEL_MAX_CONNECTIONS", 10_000)
+    )
+    # bytes a slow reader may leave unread before its connection is closed
+    max_backlog: int = field(default_factory=lambda: _int("MARKETLOG_CHANNEL_MAX_BACKLOG", 8 << 20))

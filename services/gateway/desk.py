@@ -21,16 +21,18 @@ import itertools
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 from services.common.config import Settings
 
 from . import commands as cmd
 from .bus import Bus, Event, Subscriber
-from .commands import Command, OrderSpec, Stamp
+from .commands import Command, DayTradeSpec, OrderSpec, QuoteRecord, Stamp
 from .config import GatewaySettings
 from .directory import Directory
 from .market_view import BookView
 from .projection import OrderView, Projection, Row
+from .quotes import QuoteManager
 from .sessions import Session
 
 
@@ -42,7 +44,15 @@ def command_ids() -> Iterator[str]:
 
 
 class Desk:
-    def __init__(self, bus: Bus, projection: Projection, projection_timeout: float) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        projection: Projection,
+        projection_timeout: float,
+        *,
+        quotes: QuoteManager | None = None,
+        dump_dir: Path | None = None,
+    ) -> None:
         self._bus = bus
         self._projection = projection
         self.projection_timeout = projection_timeout
@@ -52,6 +62,15 @@ class Desk:
         # every decision that any answer of this gateway has reflected, whoever asked: a read
         # waits for all of it, so no connection reads anything older than an answer it was given
         self.answered = Session()
+        # every decision this gateway has heard (answers, ticks' trigger executions, expiries):
+        # a DUMPLOG waits until the projection shows all of it
+        self.heard = Session()
+        self._bus.listeners.append(self.heard.note)
+        self.quotes = quotes or QuoteManager(Settings().quote_host, Settings().quote_port)
+        self.dump_dir = dump_dir if dump_dir is not None else Settings().dump_dir
+        # transaction numbers for commands that come without one: unique among this gateway's,
+        # and across restarts and instances started at different microseconds (the clock's)
+        self._txns = itertools.count(max(1, time.time_ns() // 1000))
 
     @classmethod
     def from_settings(cls, settings: Settings, gateway: GatewaySettings) -> Desk:
@@ -61,7 +80,12 @@ class Desk:
         projection = Projection(
             settings.database_url, settings.topic("account.events"), gateway.db_pool_max
         )
-        return cls(bus, projection, gateway.projection_timeout)
+        quotes = QuoteManager(
+            settings.quote_host, settings.quote_port, settings.quote_cache_ms, gateway.quote_timeout
+        )
+        return cls(
+            bus, projection, gateway.projection_timeout, quotes=quotes, dump_dir=settings.dump_dir
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
     @property
@@ -144,6 +168,66 @@ class Desk:
     ) -> Awaitable[Event]:
         command = cmd.replace_order(self.stamp(), account, order_id, price, qty)
         return self._send(command, session)
+
+    # -- day trading (docs/daytrading.md) ------------------------------------------------------
+    def next_txn(self) -> int:
+        """A transaction number for a command that came without one."""
+        return next(self._txns)
+
+    def cached_quote(self, symbol: str) -> QuoteRecord | None:
+        """The symbol's fresh cached quote (hit false), without waiting; None if there is none."""
+        return self.quotes.cached(symbol)
+
+    async def quote(self, symbol: str, user: str) -> QuoteRecord:
+        """A quote for a command: cached, or asked of the quote server on ``user``'s behalf
+        (hit true). Raises QuoteUnavailable."""
+        return await self.quotes.quote(symbol, user)
+
+    def day_trade(
+        self, spec: DayTradeSpec, quote: QuoteRecord | None = None, session: Session | None = None
+    ) -> Awaitable[Event]:
+        """Append a day-trading command (with the quote it uses); answered by its
+        DayTradeDecided."""
+        return self._send(cmd.day_trade(self.stamp(), spec, quote), session)
+
+    def quote_tick(self, quote: QuoteRecord) -> None:
+        """Append a QuoteTick for every ledger partition; nothing awaits it."""
+        self._bus.append(cmd.quote_tick(self.stamp(), quote))
+
+    async def armed_symbols(self) -> list[str]:
+        """Symbols with an armed trigger, as the projection shows them now."""
+        return await self._projection.armed_symbols()
+
+    def check_dump_name(self, filename: str) -> str:
+        """The base name a DUMPLOG of ``filename`` writes; ValueError for a refused name (check
+        before appending anything)."""
+        from .dumplog import safe_name  # the projector's renderer of the audit tables
+
+        return safe_name(filename)
+
+    async def dump_log(
+        self,
+        decided: Event,
+        filename: str,
+        session: Session | None = None,
+        directory: Path | None = None,
+    ) -> tuple[str, Path, int]:
+        """Write the audit log of a decided DUMPLOG (its user's, or everyone's for the admin
+        form) once the projection shows every decision this gateway has heard, the DUMPLOG's own
+        included; the file ends with that DUMPLOG's entry. (name, path, bytes)."""
+        from .dumplog import write_dumplog
+
+        offsets = self.heard.merged(self.answered)
+        if session is not None:
+            offsets = Session(offsets).merged(session)
+        await self._projection.wait(offsets, self.projection_timeout)
+        folder = directory if directory is not None else self.dump_dir
+        user = decided.record["user"] or None
+        until = (decided.partition, decided.offset)
+        name, path, length = await write_dumplog(
+            self._projection.pool, user, folder, filename, until=until
+        )
+        return name, Path(path), length
 
     def now(self) -> int:
         """The gateway's clock, microseconds since the epoch."""

@@ -55,6 +55,8 @@ class BookView:
 
     def apply(self, name: str, record: dict[str, Any]) -> list[dict[str, Any]]:
         """Messages for one event; none for one already folded into the view."""
+        if name == MARKET + "BookChecksum":  # repeats the seq it reflects: not a book event
+            return []
         seq = record["seq"]
         if seq <= self.seq:
             return []

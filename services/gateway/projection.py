@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "marketlog_applied"
 SCHEMA = "projection"
 Row = dict[str, Any]
+ARMED_SYMBOLS = "SELECT DISTINCT symbol FROM daytrade_triggers ORDER BY symbol"  # rows = armed
 
 
 class ProjectionTimeout(TimeoutError):
@@ -195,6 +196,15 @@ class Projection:
         bids = sorted((r for r in levels if r["side"] == "BUY"), key=lambda r: -r["price"])
         asks = sorted((r for r in levels if r["side"] == "SELL"), key=lambda r: r["price"])
         return rows[0]["seq"], bids[:depth] + asks[:depth]
+
+    async def armed_symbols(self) -> list[str]:
+        """Symbols with an armed day-trading trigger (the projector's daytrade_triggers); none
+        before the projector has made that table."""
+        try:
+            rows = await self.rows(ARMED_SYMBOLS)
+        except psycopg.errors.UndefinedTable:
+            return []
+        return [r["symbol"] for r in rows]
 
     async def trades(self, symbol: str, limit: int) -> list[Row]:
         return await self.rows(

@@ -14,9 +14,13 @@ import uvicorn
 from services.common.config import Settings
 from services.common.gc_tuning import tune_for_service
 
-from .config import GatewaySettings
+from .channels.daytrade import DayTradeServer
+from .channels.private import PrivateServer, list_default_symbol
+from .channels.public import PublicServer
+from .config import ChannelSettings, GatewaySettings
 from .desk import Desk
 from .http.app import create_app
+from .ticker import Ticker
 from .xml.server import XmlServer
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,14 @@ async def serve(settings: Settings, gateway: GatewaySettings) -> None:
         log.warning("MARKETLOG_ADMIN_KEY is not set: admin endpoints refuse every key")
     xml = XmlServer(desk, gateway)
     await xml.start()
+    channels = ChannelSettings()  # the JSON-lines channels (docs/channels.md)
+    private, public = PrivateServer(desk, channels), PublicServer(desk, channels)
+    await private.start()
+    await public.start()
+    settings.dump_dir.mkdir(parents=True, exist_ok=True)  # DUMPLOG's files
+    daytrade = DayTradeServer(desk, settings, gateway)
+    await daytrade.start()
+    ticker = Ticker(desk, settings.tick_ms / 1000)
     http = uvicorn.Server(
         uvicorn.Config(
             create_app(desk, gateway),
@@ -60,17 +72,33 @@ async def serve(settings: Settings, gateway: GatewaySettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     tune_for_service()  # full collections stopped the loop for 50-77 ms: the p99
     await _until_ready(desk)
+    await list_default_symbol(desk, channels)
+    log.info(
+        "channels: private on %s:%d, public on %s:%d, default symbol %s",
+        channels.host,
+        channels.private_port,
+        channels.host,
+        channels.public_port,
+        channels.default_symbol,
+    )
+    ticker.start()
     settings.mark_ready("gateway")
     log.info(
-        "gateway %s: XML on %s:%d, HTTP on %s:%d",
+        "gateway %s: XML on %s:%d, HTTP on %s:%d, day trading on %s:%d",
         desk.instance_id,
         gateway.xml_host,
         gateway.xml_port,
         gateway.http_host,
         gateway.http_port,
+        settings.daytrade_host,
+        settings.daytrade_port,
     )
     await stop.wait()
     http.should_exit = True
+    await ticker.stop()
+    await daytrade.stop()
+    await private.stop()
+    await public.stop()
     await xml.stop()
     await http_task
     await desk.stop()

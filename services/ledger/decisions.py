@@ -148,6 +148,80 @@ class OrderPlaced(NamedTuple):
     settlements: int
 
 
+# -- day trading (services/ledger/trading.py, docs/daytrading.md) -------------------------------
+class DayTradeDecided(NamedTuple):
+    """A day-trading command decided: its fields again (``symbol``: for COMMIT/CANCEL_BUY/SELL
+    the popped entry's), then what it did; errors have ``ok`` false, ``code`` and ``message``."""
+
+    envelope: Envelope
+    command: str
+    user: str
+    txn: int
+    symbol: str | None
+    amount: int | None
+    trigger: int | None
+    filename: str | None
+    quote: dict | None
+    ok: bool
+    code: str
+    message: str
+    shares: int | None
+    price: int | None
+    funds: int | None
+    cash_change: int
+    cash: int
+    held: int
+    summary: str | None
+
+
+class TradeOutcome(NamedTuple):
+    """What a day-trading command did, before it is a DayTradeDecided (money in ledger units);
+    ``symbol`` overrides the command's (COMMIT/CANCEL name the entry they popped)."""
+
+    ok: bool
+    code: str = ""
+    message: str = ""
+    shares: int | None = None
+    price: int | None = None
+    funds: int | None = None
+    cash_change: int = 0
+    summary: str | None = None
+    symbol: str | None = None
+
+
+class PendingExpired(NamedTuple):
+    envelope: Envelope
+    user: str
+    side: str
+    symbol: str
+    shares: int
+    price: int
+    funds: int
+    txn: int
+    cash_change: int
+    cash: int
+    held: int
+
+
+class TriggerFired(NamedTuple):
+    envelope: Envelope  # the tick's, keyed to the user
+    user: str
+    side: str
+    symbol: str
+    shares: int
+    price: int
+    funds: int
+    txn: int  # of the SET_*_TRIGGER that last set the trigger
+    cash_change: int
+    cash: int
+    held: int
+
+
+class QuoteTicked(NamedTuple):
+    envelope: Envelope
+    quote: dict
+
+
 # -- match.commands -----------------------------------------------------------------------------
 class MatchPlaceOrder(NamedTuple):
     envelope: Envelope
@@ -198,6 +272,10 @@ Record = (
     | OrderReduced
     | OrderClosed
     | OrderPlaced
+    | DayTradeDecided
+    | PendingExpired
+    | TriggerFired
+    | QuoteTicked
     | MatchPlaceOrder
     | MatchCancelOrder
     | MatchReduceOrder
@@ -219,6 +297,10 @@ EMITTED: dict[type, tuple[str, str]] = {
     OrderReduced: (ACCOUNT_EVENTS, _A + "OrderReduced"),
     OrderClosed: (ACCOUNT_EVENTS, _A + "OrderClosed"),
     OrderPlaced: (ACCOUNT_EVENTS, _A + "OrderPlaced"),
+    DayTradeDecided: (ACCOUNT_EVENTS, _A + "DayTradeDecided"),
+    PendingExpired: (ACCOUNT_EVENTS, _A + "PendingExpired"),
+    TriggerFired: (ACCOUNT_EVENTS, _A + "TriggerFired"),
+    QuoteTicked: (ACCOUNT_EVENTS, _A + "QuoteTicked"),
     MatchPlaceOrder: (MATCH_COMMANDS, _M + "PlaceOrder"),
     MatchCancelOrder: (MATCH_COMMANDS, _M + "CancelOrder"),
     MatchReduceOrder: (MATCH_COMMANDS, _M + "ReduceOrder"),
@@ -448,6 +530,65 @@ def placed(env: Envelope, rec: dict) -> Decision:
         ),
     )
     return env["key"], record
+
+
+# -- day trading --------------------------------------------------------------------------------
+def day_trade_decided(
+    env: Envelope, rec: dict, outcome: TradeOutcome, cash: int, held: int
+) -> Decision:
+    """rec: the DayTrade command; cash and held: the account's after (0 without one)."""
+    ok, code, message, shares, price, funds, cash_change, summary, symbol = outcome
+    record = _new(
+        DayTradeDecided,
+        (
+            env,
+            rec["command"],
+            rec["user"],
+            rec["txn"],
+            symbol or rec["symbol"],
+            rec["amount"],
+            rec["trigger"],
+            rec["filename"],
+            rec["quote"],
+            ok,
+            code,
+            message,
+            shares,
+            price,
+            funds,
+            cash_change,
+            cash,
+            held,
+            summary,
+        ),
+    )
+    return env["key"], record
+
+
+def pending_expired(
+    env: Envelope, acct: Account, side: str, entry: Any, cash_change: int
+) -> Decision:
+    """entry: a trading.Pending (symbol, shares, price, funds, ts, txn)."""
+    values = (env, acct.id, side, entry.symbol, entry.shares, entry.price, entry.funds, entry.txn)
+    return acct.id, _new(PendingExpired, (*values, cash_change, acct.cash, acct.held))
+
+
+def trigger_fired(
+    env: Envelope,
+    acct: Account,
+    side: str,
+    symbol: str,
+    trade: tuple[int, int, int],
+    txn: int,
+    cash_change: int,
+) -> Decision:
+    """trade: (shares, price, funds) of the execution; env: the tick's."""
+    values = (env, acct.id, side, symbol, *trade, txn, cash_change, acct.cash, acct.held)
+    return acct.id, _new(TriggerFired, values)
+
+
+def quote_ticked(env: Envelope, quote: dict) -> Decision:
+    return env["key"], _new(QuoteTicked, (env, quote))
 
 
 # -- to the matcher -----------------------------------------------------------------------------

@@ -12,8 +12,10 @@ import json
 from .accounts import Account, Order, Position
 from .decisions import AcceptedTerms
 from .state import Ledger
+from .trading import BuySetting, Pending, SellSetting, Trader
 
-VERSION = 1
+VERSION = 2  # 2: day trading (traders, cash paid to and received from the market)
+READABLE = (1, 2)  # a version-1 snapshot is a ledger without day trading
 
 
 class SnapshotError(ValueError):
@@ -32,6 +34,11 @@ def dump(ledger: Ledger) -> bytes:
         "accounts": [_account(ledger.accounts[k]) for k in sorted(ledger.accounts)],
         "orders": [_order(ledger.orders[k]) for k in sorted(ledger.orders)],
         "forwarded": sorted(ledger.forwarded.items()),
+        "paid_to_market": ledger.paid_to_market,
+        "received_from_market": ledger.received_from_market,
+        "market_shares": sorted(ledger.market_shares.items()),
+        # an empty trader is no trader: the bytes depend on what the state holds only
+        "traders": [_trader(k, t) for k, t in sorted(ledger.traders.items()) if not t.empty()],
     }
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -46,13 +53,39 @@ def _order(o: Order) -> list:
     return [o.id, o.account.id, o.symbol, o.buy, o.price, o.remaining, o.hold, *o.terms]
 
 
+def _trader(account_id: str, t: Trader) -> list:
+    return [
+        account_id,
+        sorted(t.holdings.items()),
+        [_pending(e) for e in t.buys],  # oldest first, as the stack is kept
+        [_pending(e) for e in t.sells],
+        [[s, b.reserve, b.trigger, b.txn] for s, b in sorted(t.buy_settings.items())],
+        [[s, b.amount, b.trigger, b.reserved, b.txn] for s, b in sorted(t.sell_settings.items())],
+    ]
+
+
+def _pending(e: Pending) -> list:
+    return [e.symbol, e.shares, e.price, e.ts, e.txn]
+
+
+def _load_trader(doc: list) -> tuple[str, Trader]:
+    account_id, holdings, buys, sells, buy_settings, sell_settings = doc
+    t = Trader()
+    t.holdings = dict(holdings)
+    t.buys = [Pending(*e) for e in buys]
+    t.sells = [Pending(*e) for e in sells]
+    t.buy_settings = {s: BuySetting(*rest) for s, *rest in buy_settings}
+    t.sell_settings = {s: SellSetting(*rest) for s, *rest in sell_settings}
+    return account_id, t
+
+
 def load(data: bytes, partition: int, partitions: int) -> Ledger:
     try:
         doc = json.loads(data)
     except ValueError as exc:
         raise SnapshotError(f"not a ledger snapshot: {exc}") from exc
-    if doc.get("version") != VERSION:
-        raise SnapshotError(f"snapshot version {doc.get('version')}, expected {VERSION}")
+    if doc.get("version") not in READABLE:
+        raise SnapshotError(f"snapshot version {doc.get('version')}, expected one of {READABLE}")
     if (doc["partition"], doc["partitions"]) != (partition, partitions):
         # order ids are n x P + p + 1: a different P would hand out ids already used
         raise SnapshotError(
@@ -73,6 +106,10 @@ def load(data: bytes, partition: int, partitions: int) -> Ledger:
         order = Order(order_id, acct, symbol, buy, price, remaining, hold, tuple(terms))
         ledger.orders[order_id] = order
     ledger.forwarded = dict(doc["forwarded"])
+    ledger.paid_to_market = doc.get("paid_to_market", 0)
+    ledger.received_from_market = doc.get("received_from_market", 0)
+    ledger.market_shares = dict(doc.get("market_shares", []))
+    ledger.traders = dict(_load_trader(t) for t in doc.get("traders", []))
     return ledger
 
 

@@ -16,7 +16,14 @@ from services.common.config import Settings
 from services.common.processor import Output
 
 from . import persist
-from .decisions import ACCOUNT_EVENTS, EMITTED, MATCH_COMMANDS, CommandRejected, Decision
+from .decisions import (
+    ACCOUNT_EVENTS,
+    EMITTED,
+    MATCH_COMMANDS,
+    CommandRejected,
+    Decision,
+    QuoteTicked,
+)
 from .state import Ledger
 
 log = logging.getLogger(__name__)
@@ -62,6 +69,10 @@ class Wire:
     def encode(self, decision: Decision) -> bytes:
         key, record = decision
         env = record.envelope
+        if type(record) is QuoteTicked:
+            # its quote is a record field, which the values encoder takes already encoded:
+            # written from its dict instead (one record per tick, on partition 0 only)
+            return self.codec.encode(record_name(decision), as_record(decision))
         raw = self._raw if env is self._env else self.codec.encode_envelope(env)
         return self._write[type(record)](record, keyed(raw, key))
 

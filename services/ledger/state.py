@@ -18,8 +18,10 @@ from collections.abc import Callable
 from services.common.money import MAX_UNITS
 
 from . import decisions as d
+from . import trading
 from .accounts import SIDES, Account, Order
 from .decisions import Decision, rejected
+from .trading import Trader
 
 L = "marketlog.ledger."
 NOTIONAL_TOO_LARGE = "price × quantity exceeds the 64-bit cash range"
@@ -43,6 +45,26 @@ class Ledger:
         self.share_supply: dict[str, int] = {}  # shares issued per symbol on this partition
         # command_id -> record name of a cancel/reduce/replace the matcher has not answered yet
         self.forwarded: dict[str, str] = {}
+        # day trading (trading.py): each account's trader, and the cash that went to and came
+        # from the outside market, so cash stays conserved: supply - paid + received = Σ cash
+        self.traders: dict[str, Trader] = {}
+        self.paid_to_market = 0
+        self.received_from_market = 0
+        self.market_shares: dict[str, int] = {}  # day-trading shares bought - sold, per symbol
+
+    def cash_total(self) -> int:
+        """All cash of this partition's accounts, available and held (by conservation)."""
+        return self.cash_supply - self.paid_to_market + self.received_from_market
+
+    def fits(self, cash_in: int) -> bool:
+        """Whether cash_in more keeps the partition within its share of the 64-bit range."""
+        return self.cash_total() + cash_in <= self.supply_limit
+
+    def trader(self, account_id: str) -> Trader:
+        trader = self.traders.get(account_id)
+        if trader is None:
+            trader = self.traders[account_id] = Trader()
+        return trader
 
     def handles(self, name: str) -> bool:
         return name in HANDLERS
@@ -63,7 +85,7 @@ class Ledger:
             reason = "account already exists"
         elif balance < 0:
             reason = "initial balance must not be negative"
-        elif self.cash_supply + balance > self.supply_limit:
+        elif not self.fits(balance):
             reason = "initial balance would exceed the exchange's cash limit"
         if reason:
             return [rejected(env, "CreateAccount", reason)]
@@ -79,7 +101,7 @@ class Ledger:
             reason = "unknown account"
         elif amount <= 0:
             reason = "amount must be positive"
-        elif self.cash_supply + amount > self.supply_limit:
+        elif not self.fits(amount):
             reason = "deposit would exceed the exchange's cash limit"
         if reason:
             return [rejected(env, "Deposit", reason)]
@@ -382,6 +404,8 @@ HANDLERS: dict[str, Callable[[Ledger, dict], list[Decision]]] = {
     L + "OrderReduced": Ledger._order_reduced,
     L + "MatchRejected": Ledger._match_rejected,
     L + "OrderPlaced": Ledger._order_placed,
+    L + "DayTrade": trading.day_trade,
+    L + "QuoteTick": trading.quote_tick,
 }
 
 

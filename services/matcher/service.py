@@ -17,6 +17,7 @@ import logging
 import os
 from operator import itemgetter
 
+from services.common.book_checksum import DEPTH, checksum
 from services.common.codec import Codec, CodecError, Envelope, keyed
 from services.common.config import Settings
 from services.common.metrics import serve_metrics
@@ -62,7 +63,18 @@ OUTPUTS = (
     "marketlog.ledger.OrderPlaced",
 )
 
+CHECKSUM = "marketlog.market.BookChecksum"
+ALL_OUTPUTS = (*OUTPUTS, CHECKSUM)
+# a BookChecksum after every command whose events make the symbol's seq pass a multiple of this;
+# part of the output, so `verify` must run with the same value as the matcher did
+CHECKSUM_EVERY = 100
+
 _new_output = tuple.__new__
+
+
+def checksum_every() -> int:
+    """``MARKETLOG_CHECKSUM_EVERY`` (0: no checksums)."""
+    return int(os.environ.get("MARKETLOG_CHECKSUM_EVERY") or CHECKSUM_EVERY)
 
 
 class Topics:
@@ -76,10 +88,18 @@ class Topics:
 class MatcherPartition:
     """The books of one match.commands partition, speaking Avro records."""
 
-    def __init__(self, codec: Codec, topics: Topics, matcher: Matcher | None = None) -> None:
+    def __init__(
+        self,
+        codec: Codec,
+        topics: Topics,
+        matcher: Matcher | None = None,
+        every: int = 0,
+    ) -> None:
         self.codec = codec
         self.topics = topics
         self.matcher = matcher or Matcher()
+        self.every = every
+        self._checksum = codec.values_encoder(CHECKSUM)
         # a command's method, and its arguments picked from its values tuple (schema order)
         self._commands = {
             name: (method, itemgetter(*map(codec.fields(name).index, args)))
@@ -106,6 +126,7 @@ class MatcherPartition:
         method, args = command
         symbol, ts = values[0]["key"], values[0]["ts"]
         book = self.matcher.books.get(symbol) or self.matcher.book(symbol)
+        before = book.seq
         events = method(book, ts, *args(values))
         out = self.outputs(symbol, env, events) if events else []
         terms = self._placed_terms.get(name)
@@ -113,7 +134,16 @@ class MatcherPartition:
             placed = self.placed(symbol, env, terms(values), events, out)
             if placed is not None:
                 out.append(placed)
+        every = self.every
+        if every and book.seq // every != before // every:
+            out.append(self.book_checksum(symbol, env, book))
         return out
+
+    def book_checksum(self, symbol: str, env: Envelope, book: Book) -> Output:
+        """The book's checksum after its latest event (services/common/book_checksum.py)."""
+        crc = checksum(book.top(BUY, DEPTH), book.top(SELL, DEPTH))
+        value = self._checksum((keyed(env, symbol), book.seq, DEPTH, crc))
+        return _new_output(Output, (self.topics.market, symbol, value, None))
 
     def placed(
         self, symbol: str, env: Envelope, terms: tuple, events: list[tuple], out: list[Output]
@@ -203,12 +233,13 @@ class MatcherCore:
         self.input_topic = self.topics.commands
         self.snapshot_topic = self.topics.snapshots
         self.codec = codec or Codec()
+        self.every = checksum_every()
 
     def fresh(self, partition: int, partitions: int) -> MatcherPartition:
-        return MatcherPartition(self.codec, self.topics)
+        return MatcherPartition(self.codec, self.topics, every=self.every)
 
     def restore(self, partition: int, partitions: int, state: bytes) -> MatcherPartition:
-        return MatcherPartition(self.codec, self.topics, Matcher.restore(state))
+        return MatcherPartition(self.codec, self.topics, Matcher.restore(state), self.every)
 
 
 def processor(settings: Settings) -> Processor:

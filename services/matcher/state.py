@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import deque
-from heapq import heapify, heappop, heappush
+from heapq import heapify, heappop, heappush, nlargest, nsmallest
 
 BUY, SELL = "BUY", "SELL"
 GTC, IOC, FOK, GTD = "GTC", "IOC", "FOK", "GTD"
@@ -491,6 +491,12 @@ class Book:
         """(price, total open quantity) per level, best first."""
         levels = self.bids if side == BUY else self.asks
         prices = sorted(levels, reverse=side == BUY)
+        return [(p, sum(o[QTY] for o in levels[p])) for p in prices]
+
+    def top(self, side: str, n: int) -> list[tuple[int, int]]:
+        """(price, total open quantity) of the best ``n`` levels of one side, best first."""
+        levels = self.bids if side == BUY else self.asks
+        prices = nlargest(n, levels) if side == BUY else nsmallest(n, levels)
         return [(p, sum(o[QTY] for o in levels[p])) for p in prices]
 
     def state(self) -> dict:

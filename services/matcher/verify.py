@@ -5,7 +5,8 @@ with what the matcher logged, byte for byte. How a logged output is tied to its 
 docs/matcher.md, "verify"): outputs carry no input offset, but each has an identity that is unique
 in the log when the matcher ran exactly once:
 
-- market.* records: (symbol, seq); Fill: (symbol, seq, role); ledger OrderReduced and OrderClosed
+- market.* records: (symbol, seq), a BookChecksum (which repeats the seq it reflects):
+  ("checksum", symbol, seq); Fill: (symbol, seq, role); ledger OrderReduced and OrderClosed
   with a seq: (symbol, seq); a refused command (MatchRejected, OrderClosed REJECTED):
   (symbol, order_id, command_id).
 
@@ -33,7 +34,7 @@ from services.common.config import Settings
 from services.common.kafka import consumer_config
 from services.common.reader import partitions_of, read_to_end
 
-from .service import OUTPUTS, MatcherCore, MatcherPartition
+from .service import ALL_OUTPUTS, CHECKSUM, MatcherCore, MatcherPartition
 
 
 @dataclass
@@ -76,8 +77,10 @@ def committed_offset(settings: Settings, core: MatcherCore, partition: int) -> i
 def identity(codec: Codec, value: bytes) -> tuple | None:
     """What names a matcher output uniquely in the log (None: not a matcher output)."""
     name, rec = codec.decode(value)
-    if name not in OUTPUTS:
+    if name not in ALL_OUTPUTS:
         return None
+    if name == CHECKSUM:
+        return ("checksum", rec["envelope"]["key"], rec["seq"])
     if name.startswith("marketlog.market."):
         return ("market", rec["envelope"]["key"], rec["seq"])
     if name == "marketlog.ledger.Fill":
@@ -107,7 +110,7 @@ def start_state(
 def logged_outputs(settings: Settings, codec: Codec, symbols: set[str]) -> dict[tuple, list]:
     """Every matcher output of these symbols on market.events and ledger.commands, by identity."""
     found: dict[tuple, list[Logged]] = defaultdict(list)
-    headers = {codec.fingerprint(name) for name in OUTPUTS}
+    headers = {codec.fingerprint(name) for name in ALL_OUTPUTS}
     for role in ("market.events", "ledger.commands"):
         topic = settings.topic(role)
         for p in partitions_of(settings, topic):

@@ -44,6 +44,20 @@ FROM executions GROUP BY symbol, seq
 """
 
 
+# Cash that came in from outside the exchange's books minus what went out, per balances row b:
+# deposits and day-trading ADDs, withdrawals, what was paid to the day-trading market (COMMIT_BUY,
+# buy triggers) and received from it (COMMIT_SELL, sell triggers): docs/daytrading.md.
+_NET_IN = "b.deposited + b.daytrade_added - b.withdrawn - b.daytrade_paid + b.daytrade_received"
+
+# Per account, the day-trading audit entries' accountTransaction adds minus removes: the change
+# of available cash that day trading made (docs/daytrading.md, *Audit log*).
+_DT_CASH_ENTRIES = """
+SELECT username AS account_id,
+       sum(CASE WHEN action = 'add' THEN funds ELSE -funds END)::numeric AS net
+FROM audit_entries WHERE kind = 2 GROUP BY username
+"""
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -56,16 +70,16 @@ CHECKS = [
         "cash per account",
         f"""WITH ex AS ({_EXEC_CASH})
         SELECT a.account_id,
-               a.initial_balance + coalesce(b.deposited, 0) - coalesce(b.withdrawn, 0)
+               a.initial_balance + coalesce({_NET_IN}, 0)
                  + coalesce(ex.earned, 0) - coalesce(ex.spent, 0) AS expected,
                coalesce(b.available + b.held, 0) AS actual
         FROM accounts a LEFT JOIN balances b USING (account_id) LEFT JOIN ex USING (account_id)
-        WHERE a.initial_balance + coalesce(b.deposited, 0) - coalesce(b.withdrawn, 0)
+        WHERE a.initial_balance + coalesce({_NET_IN}, 0)
                 + coalesce(ex.earned, 0) - coalesce(ex.spent, 0)
               IS DISTINCT FROM coalesce(b.available + b.held, 0)
         ORDER BY 1""",
-        "account {0}: cash deposited - paid out + sales - purchases = {1:cash},"
-        " but available + held = {2:cash}",
+        "account {0}: cash deposited - paid out + sales - purchases (day trading included)"
+        " = {1:cash}, but available + held = {2:cash}",
     ),
     Check(
         "fills pair up",
@@ -79,7 +93,7 @@ CHECKS = [
         f"""WITH half AS (SELECT coalesce(sum(earned - spent), 0) AS net FROM ({_PAIRS}) p
                          WHERE nb + ns = 1),
         t AS (SELECT (SELECT coalesce(sum(initial_balance), 0) FROM accounts)
-                     + (SELECT coalesce(sum(deposited - withdrawn), 0) FROM balances) AS paid_in,
+                     + (SELECT coalesce(sum({_NET_IN}), 0) FROM balances b) AS paid_in,
                      (SELECT coalesce(sum(available + held), 0) FROM balances) AS actual)
         SELECT paid_in, half.net, actual FROM t, half WHERE paid_in + half.net <> actual""",
         "total: cash deposited - paid out = {0:cash} (+ {1:cash} from trades whose other side"
@@ -87,8 +101,11 @@ CHECKS = [
     ),
     Check(
         "balances never negative",
-        "SELECT account_id, available, held FROM balances WHERE available < 0 OR held < 0",
-        "account {0}: negative cash (available {1:cash}, held {2:cash})",
+        """SELECT account_id, available, held, daytrade_held FROM balances
+        WHERE available < 0 OR held < 0 OR daytrade_held < 0 OR daytrade_held > held
+        ORDER BY 1""",
+        "account {0}: negative cash (available {1:cash}, held {2:cash},"
+        " of it day trading {3:cash})",
     ),
     Check(
         "balances belong to accounts",
@@ -126,13 +143,15 @@ CHECKS = [
         "account {0} symbol {1}: negative shares (available {2:qty}, held {3:qty})",
     ),
     Check(
-        "cash held = open buy orders' holds",
+        "cash held = open buy orders' holds + day trading's",
         """WITH o AS (SELECT account_id, sum(hold) AS holds FROM orders
                      WHERE side = 'BUY' AND open_qty > 0 GROUP BY account_id)
-        SELECT account_id, b.held, coalesce(o.holds, 0)
+        SELECT account_id, b.held, coalesce(o.holds, 0), coalesce(b.daytrade_held, 0)
         FROM balances b FULL JOIN o USING (account_id)
-        WHERE coalesce(b.held, 0) <> coalesce(o.holds, 0) ORDER BY 1""",
-        "account {0}: cash held {1:cash}, but its open buy orders hold {2:cash}",
+        WHERE coalesce(b.held, 0) <> coalesce(o.holds, 0) + coalesce(b.daytrade_held, 0)
+        ORDER BY 1""",
+        "account {0}: cash held {1:cash}, but its open buy orders hold {2:cash} and its"
+        " pending BUYs and buy reserves {3:cash}",
     ),
     Check(
         "shares held = open sell orders' holds",
@@ -171,6 +190,33 @@ CHECKS = [
         WHERE o.executed_qty IS DISTINCT FROM coalesce(e.qty, 0)
            OR o.executed_notional IS DISTINCT FROM coalesce(e.notional, 0) ORDER BY 1""",
         "order {0}: executed {1} in orders, but its executions add up to {2}",
+    ),
+    Check(
+        "day-trading cash entries",
+        f"""WITH e AS ({_DT_CASH_ENTRIES})
+        SELECT account_id, coalesce(e.net, 0),
+               coalesce(b.daytrade_added - b.daytrade_paid + b.daytrade_received
+                        - b.daytrade_held, 0) AS moved
+        FROM balances b FULL JOIN e USING (account_id)
+        WHERE coalesce(e.net, 0) <> coalesce(b.daytrade_added - b.daytrade_paid
+                                             + b.daytrade_received - b.daytrade_held, 0)
+        ORDER BY 1""",
+        "account {0}: its accountTransaction entries add up to {1:cash}, but ADDs - paid"
+        " + received - still held by day trading = {2:cash}",
+    ),
+    Check(
+        "day-trading shares",
+        """SELECT account_id, sum(bought), sum(sold) FROM daytrade_shares GROUP BY account_id
+        HAVING sum(sold) > sum(bought) OR min(least(bought, sold)) < 0 ORDER BY 1""",
+        "account {0}: sold {2} day-trading shares to the market but bought {1}",
+    ),
+    Check(
+        "day-trading rows belong to accounts",
+        """SELECT account_id, 'trigger' FROM daytrade_triggers
+           EXCEPT SELECT account_id, 'trigger' FROM accounts
+        UNION ALL (SELECT account_id, 'shares' FROM daytrade_shares
+           EXCEPT SELECT account_id, 'shares' FROM accounts) ORDER BY 1, 2""",
+        "account {0}: has day-trading {1} rows but was never created",
     ),
     Check(
         "books do not cross",
@@ -213,7 +259,15 @@ def run_checks(conn: psycopg.Connection) -> list[str]:
 def summary(conn: psycopg.Connection) -> str:
     counts = {
         table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-        for table in ("accounts", "symbols", "orders", "executions", "trades", "audit_log")
+        for table in (
+            "accounts",
+            "symbols",
+            "orders",
+            "executions",
+            "trades",
+            "audit_log",
+            "audit_entries",
+        )
     }
     return ", ".join(f"{n} {table}" for table, n in counts.items())
 

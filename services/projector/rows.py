@@ -8,6 +8,11 @@ settlement rules (docs/ledger.md holds those, services/ledger/state.py applies t
 same events give the same rows however they are cut into batches: that is what makes a rebuild
 equal the incrementally built tables. No table is written from both topics, so the interleaving
 of account.events and market.events between batches cannot change the result either.
+
+Day trading (docs/daytrading.md): DayTradeDecided, PendingExpired, TriggerFired and QuoteTicked
+become the DUMPLOG's entries (``audit_entries``, one row per logfile.xsd element), the balances
+they state with the day-trading cash flows summed, armed triggers (last state per key) and the
+shares bought from and sold to the day-trading market.
 """
 
 from __future__ import annotations
@@ -26,6 +31,40 @@ OTHER_SIDE = {"BUY": "SELL", "SELL": "BUY"}
 CASH, SYSTEM, ERROR = "accountTransaction", "systemEvent", "errorEvent"
 
 _SHORT: dict[str, str] = {}  # record fullname -> its short name, e.g. OrderFilled
+
+# audit_entries.kind: the logfile.xsd element of a day-trading audit entry, and its rank among
+# one command's entries in a DUMPLOG (docs/daytrading.md, *Audit log*)
+USER_COMMAND, QUOTE_SERVER, ACCOUNT_TRANSACTION, SYSTEM_EVENT, ERROR_EVENT = range(5)
+KIND_NAMES = ("userCommand", "quoteServer", "accountTransaction", "systemEvent", "errorEvent")
+PRICE_TO_CASH = 100  # a price per whole share in cash units: price units x 100 quantity units
+TRIGGER_SIDE = {  # day-trading command -> (side of the trigger it sets or cancels, arms)
+    "SET_BUY_TRIGGER": ("BUY", True),
+    "SET_SELL_TRIGGER": ("SELL", True),
+    "CANCEL_SET_BUY": ("BUY", False),
+    "CANCEL_SET_SELL": ("SELL", False),
+}
+
+COMMANDS = frozenset(
+    [
+        "ADD", "QUOTE", "BUY", "COMMIT_BUY", "CANCEL_BUY", "SELL", "COMMIT_SELL", "CANCEL_SELL",
+        "SET_BUY_AMOUNT", "CANCEL_SET_BUY", "SET_BUY_TRIGGER", "SET_SELL_AMOUNT",
+        "SET_SELL_TRIGGER", "CANCEL_SET_SELL", "DISPLAY_SUMMARY", "DUMPLOG",
+    ]
+)  # fmt: skip
+# the day-trading commands whose syntax has a symbol (services/common/workload.py ARGS)
+HAS_SYMBOL = frozenset(
+    [
+        "QUOTE",
+        "BUY",
+        "SELL",
+        "SET_BUY_AMOUNT",
+        "CANCEL_SET_BUY",
+        "SET_BUY_TRIGGER",
+        "SET_SELL_AMOUNT",
+        "SET_SELL_TRIGGER",
+        "CANCEL_SET_SELL",
+    ]
+)
 
 # the originating command of an OrderClosed, by close reason
 CLOSE_COMMAND = {"USER": "CancelOrder", "REPLACED": "ReplaceOrder", "EXPIRED": "Expire"}
@@ -69,6 +108,12 @@ class Holding:
     added: int = 0  # deposited (cash) or issued (shares)
     removed: int = 0  # withdrawn (cash)
     ts: int = 0
+    # cash only, day trading (migration 0003): ADDs, paid to / received from the day-trading
+    # market, and the change of the part of `held` that day trading holds
+    dt_added: int = 0
+    dt_paid: int = 0
+    dt_received: int = 0
+    dt_held: int = 0
 
 
 @dataclass(slots=True)
@@ -102,6 +147,13 @@ class Batch:
     levels: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)  # [Δqty, seq]
     books: dict[str, list[int]] = field(default_factory=dict)  # [first seq, last seq, ts]
     stats: dict[str, Stats] = field(default_factory=dict)
+    # day trading: audit_entries rows; (account, symbol, side) -> (trigger, txn, ts) of an armed
+    # trigger or None (disarmed); (account, symbol) -> [bought, sold, ts]; accounts an ADD may
+    # have created (inserted unless the account exists)
+    entries: list[tuple] = field(default_factory=list)
+    triggers: dict[tuple[str, str, str], tuple[int, int, int] | None] = field(default_factory=dict)
+    dt_shares: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    dt_accounts: dict[str, tuple] = field(default_factory=dict)
     unknown: int = 0  # records of a type this version does not project (audited only)
 
     def new_orders(self) -> list[tuple]:
@@ -330,6 +382,137 @@ class Folder:
         funds = r.get("amount") if isinstance(r.get("amount"), int) else None
         self._audit(e, name, SYSTEM, key, *fields, funds, None, r.get("reason"))
 
+    # -- account.events: day trading (docs/daytrading.md) --------------------------------------
+    def _entry(
+        self,
+        e: Event,
+        ts: int,
+        txn: int,
+        kind: int,
+        user: str | None,
+        command: str | None = None,
+        symbol: str | None = None,
+        funds: int | None = None,
+        price: int | None = None,
+        quote_time: int | None = None,
+        cryptokey: str | None = None,
+        action: str | None = None,
+        filename: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.batch.entries.append(
+            (
+                ts // 1000, txn, kind, e.partition, e.offset, user, command, symbol, funds,
+                price, quote_time, cryptokey, action, filename, message,
+            )
+        )  # fmt: skip
+
+    def _quote_entry(self, e: Event, ts: int, txn: int, quote: dict | None) -> None:
+        """A real quote-server hit; a quote from the gateway's cache logs nothing."""
+        if quote is not None and quote["hit"]:
+            self._entry(
+                e, ts, txn, QUOTE_SERVER, quote["user"], None, quote["symbol"], None,
+                quote["price"], quote["quote_server_time"], quote["cryptokey"],
+            )  # fmt: skip
+
+    def _cash_entry(self, e: Event, ts: int, txn: int, user: str, change: int) -> None:
+        """A change of available cash: accountTransaction add (> 0) or remove (< 0)."""
+        if change:
+            action = "add" if change > 0 else "remove"
+            self._entry(e, ts, txn, ACCOUNT_TRANSACTION, user, funds=abs(change), action=action)
+
+    def _dt_shares(self, user: str, symbol: str, ts: int, bought: int, sold: int) -> None:
+        flows = self.batch.dt_shares.get((user, symbol))
+        if flows is None:
+            self.batch.dt_shares[(user, symbol)] = [bought, sold, ts]
+        else:
+            flows[0] += bought
+            flows[1] += sold
+            flows[2] = ts
+
+    def day_trade_decided(self, e: Event, key: str, ts: int, r: dict) -> None:
+        user, command, txn, symbol = r["user"] or None, r["command"], r["txn"], r["symbol"]
+        if r["code"] == "bad_input" or command not in COMMANDS:
+            # a record the gateway could not have appended (a hostile producer), refused by the
+            # ledger: it changed nothing and, like a line the gateway refuses, has no entries
+            # (logfile.xsd could not even name an unknown command)
+            self.batch.unknown += 1
+            return
+        # the entries show the command's own fields: a COMMIT's decision names the pending
+        # entry's symbol, the command itself has none
+        shown = symbol if command in HAS_SYMBOL else None
+        given = r["amount"]  # userCommand funds: the amount, or the trigger price
+        if given is None and r["trigger"] is not None:
+            given = r["trigger"] * PRICE_TO_CASH
+        filename = r["filename"]
+        self._entry(e, ts, txn, USER_COMMAND, user, command, shown, given, filename=filename)
+        self._quote_entry(e, ts, txn, r["quote"])
+        change = r["cash_change"]
+        if user is not None:
+            self._cash_entry(e, ts, txn, user, change)
+        if not r["ok"]:  # nothing changed but the expiry sweep (its own PendingExpired records)
+            why = f"{r['code']}: {r['message']}" if r["message"] else r["code"]
+            self._entry(
+                e, ts, txn, ERROR_EVENT, user, command, shown, given, filename=filename,
+                message=why,
+            )  # fmt: skip
+            return
+        if user is None or command == "QUOTE":  # a QUOTE moves nothing and needs no account
+            return
+        b = self._balance(user, ts, r["cash"], r["held"])
+        external = 0  # cash in from (> 0) or out to (< 0) outside the exchange
+        if command == "ADD":
+            external = r["amount"]
+            b.dt_added += external
+            self.batch.dt_accounts.setdefault(user, (user, 0, ts, r["envelope"]["command_id"], ""))
+        elif command == "COMMIT_BUY":
+            external = -r["funds"]
+            b.dt_paid += r["funds"]
+            self._dt_shares(user, symbol or "", ts, r["shares"], 0)
+        elif command == "COMMIT_SELL":
+            external = r["funds"]
+            b.dt_received += r["funds"]
+            self._dt_shares(user, symbol or "", ts, 0, r["shares"])
+        else:
+            trigger = TRIGGER_SIDE.get(command)
+            if trigger is not None:
+                side, arms = trigger
+                price = r["trigger"] if r["trigger"] is not None else r["price"]
+                self.batch.triggers[(user, symbol, side)] = (price, txn, ts) if arms else None
+        # what day trading holds moves by what came in from outside minus what became available
+        b.dt_held += external - change
+
+    def pending_expired(self, e: Event, key: str, ts: int, r: dict) -> None:
+        """A pending BUY or SELL released by the expiry sweep (a BUY's cost back to cash)."""
+        user, change = r["user"], r["cash_change"]
+        self._cash_entry(e, ts, r["txn"], user, change)
+        self._balance(user, ts, r["cash"], r["held"]).dt_held -= change
+
+    def trigger_fired(self, e: Event, key: str, ts: int, r: dict) -> None:
+        """A trigger executed on a quote tick: shares bought or sold at the tick's price."""
+        user, side, symbol, txn = r["user"], r["side"], r["symbol"], r["txn"]
+        funds, change = r["funds"], r["cash_change"]
+        self._cash_entry(e, ts, txn, user, change)
+        command = "SET_BUY_TRIGGER" if side == "BUY" else "SET_SELL_TRIGGER"
+        self._entry(e, ts, txn, SYSTEM_EVENT, user, command, symbol, funds)
+        b = self._balance(user, ts, r["cash"], r["held"])
+        if side == "BUY":
+            external = -funds
+            b.dt_paid += funds
+            self._dt_shares(user, symbol, ts, r["shares"], 0)
+        else:
+            external = funds
+            b.dt_received += funds
+            self._dt_shares(user, symbol, ts, 0, r["shares"])
+        b.dt_held += external - change
+        self.batch.triggers[(user, symbol, side)] = None  # one-shot
+
+    def quote_ticked(self, e: Event, key: str, ts: int, r: dict) -> None:
+        """A quote tick (partition 0 only). Its transactionNum: the record's ``txn`` once the
+        schema has one; until then 1 + the record's offset (positive, distinct per tick)."""
+        txn = r.get("txn") or e.offset + 1
+        self._quote_entry(e, ts, txn, r["quote"])
+
     # -- market.events ------------------------------------------------------------------------
     def _level(self, symbol: str, side: str, price: int, delta: int, seq: int) -> None:
         level = self.batch.levels.get((symbol, side, price))
@@ -379,6 +562,10 @@ class Folder:
             "marketlog.account.OrderReduced": self.order_reduced,
             "marketlog.account.OrderClosed": self.order_closed,
             "marketlog.account.OrderPlaced": self.order_placed,
+            "marketlog.account.DayTradeDecided": self.day_trade_decided,
+            "marketlog.account.PendingExpired": self.pending_expired,
+            "marketlog.account.TriggerFired": self.trigger_fired,
+            "marketlog.account.QuoteTicked": self.quote_ticked,
         }
         market_handlers = {
             "marketlog.market.OrderRested": self.order_rested,
@@ -391,6 +578,8 @@ class Folder:
             if e.source == ACCOUNT:
                 handler = account_handlers.get(e.name, self.unknown_account)
                 handler(e, env["key"], env["ts"], e.record)
+                continue
+            if e.name == "marketlog.market.BookChecksum":  # replicas' check: no rows, no new seq
                 continue
             market = market_handlers.get(e.name)
             if market is None:

@@ -202,7 +202,11 @@ class Projector:
             return 0
         batch = fold(events)
         if batch.unknown:
-            log.warning("%d records of types this version does not project", batch.unknown)
+            log.warning(
+                "%d records not projected (types this version does not know, or day-trading"
+                " input the ledger refused as bad_input)",
+                batch.unknown,
+            )
         self.writer.submit(spans, batch, len(events))
         for span in spans:
             self.position[(span.topic, span.partition)] = span.next

@@ -31,6 +31,10 @@ class System:
     logs: Path
     procs: ServiceProcs
     quote_port: int = 0
+    daytrade_port: int = 0  # the day-trading line protocol
+    dump_dir: Path | None = None  # where DUMPLOG writes
+    private_port: int = 0  # the JSON-lines channels (docs/channels.md)
+    public_port: int = 0
 
     def log(self, name: str) -> str:
         path = self.logs / f"{name}.log"
@@ -53,6 +57,9 @@ def system(services, tmp_path_factory) -> Iterator[System]:
     provision(settings)
     logs = tmp_path_factory.mktemp("logs")
     xml_port, http_port, quote_port = free_port(), free_port(), free_port()
+    private_port, public_port = free_port(), free_port()
+    daytrade_port = free_port()
+    dump_dir = tmp_path_factory.mktemp("dumps")
     procs = ServiceProcs(
         settings,
         logs,
@@ -61,11 +68,28 @@ def system(services, tmp_path_factory) -> Iterator[System]:
         MARKETLOG_ADMIN_KEY=ADMIN_KEY,
         MARKETLOG_METRICS_PORT="0",
         MARKETLOG_QUOTE_PORT=str(quote_port),
+        MARKETLOG_DAYTRADE_PORT=str(daytrade_port),
+        MARKETLOG_DUMP_DIR=str(dump_dir),
+        MARKETLOG_TICK_MS="200",  # day-trading triggers fire within a fraction of a second
+        MARKETLOG_PRIVATE_PORT=str(private_port),
+        MARKETLOG_PUBLIC_PORT=str(public_port),
     )
     try:
         procs.start(*SERVICES)
         http_url = f"http://127.0.0.1:{http_port}"
-        yield System(settings, xml_port, http_url, ADMIN_KEY, logs, procs, quote_port)
+        yield System(
+            settings,
+            xml_port,
+            http_url,
+            ADMIN_KEY,
+            logs,
+            procs,
+            quote_port,
+            daytrade_port=daytrade_port,
+            dump_dir=dump_dir,
+            private_port=private_port,
+            public_port=public_port,
+        )
     finally:
         procs.stop_all()
         if os.environ.get("MARKETLOG_E2E_KEEP_DB") != "1":

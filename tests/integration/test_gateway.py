@@ -109,6 +109,8 @@ def gateway(services, tmp_path_factory):
         settings,
         MARKETLOG_XML_PORT=str(xml_port),
         MARKETLOG_HTTP_PORT=str(http_port),
+        MARKETLOG_DAYTRADE_PORT=str(free_port()),  # not the default 12346 of a running stack
+        MARKETLOG_DUMP_DIR=str(settings.run_dir / "dumps"),
         MARKETLOG_ADMIN_KEY=ADMIN,
         MARKETLOG_DECISION_TIMEOUT="2",
         MARKETLOG_XML_MAX_BYTES="4096",

@@ -110,7 +110,9 @@ def count(settings) -> int:
 def assert_gap_free(settings) -> int:
     seqs = defaultdict(list)
     for record in read_all(settings, settings.topic("market.events")):
-        seqs[record.key().decode()].append(CODEC.decode(record.value())[1]["seq"])
+        name, rec = CODEC.decode(record.value())
+        if name != "marketlog.market.BookChecksum":  # repeats the seq it reflects
+            seqs[record.key().decode()].append(rec["seq"])
     for symbol, got in seqs.items():
         assert got == list(range(1, len(got) + 1)), f"{symbol}: seqs not 1..n exactly once"
     return sum(len(v) for v in seqs.values())

@@ -79,11 +79,12 @@ def fastavro_or_error(name: str, data: bytes):
 
 
 def values_tuple(name: str, record: dict) -> tuple:
-    """The record as a values writer takes it: fields in order, nested records encoded."""
+    """The record as a values writer takes it: fields in order, nested records encoded (a
+    record inside a union, like DayTrade's optional quote, stays a dict)."""
     out = []
     for field in CODEC.schemas[name]["fields"]:
         value = record[field["name"]]
-        if isinstance(value, dict):
+        if isinstance(value, dict) and not isinstance(field["type"], list):
             value = CODEC.encode(field["type"]["name"], value)[HEADER_LEN:]
         out.append(value)
     return tuple(out)
@@ -109,7 +110,8 @@ def test_random_records_encode_as_fastavro_and_decode_back(name, data):
     if "envelope" in record:  # the envelope given apart, the dict left in the tuple
         head, dict_first = in_order[0], (record["envelope"], *in_order[1:])
         assert CODEC.values_encoder(name)(dict_first, head) == encoded
-        assert CODEC.decode_enveloped(encoded, as_tuple=True)[:2] == (name, dict_first)
+        as_read = tuple(record[f["name"]] for f in CODEC.schemas[name]["fields"])  # dicts
+        assert CODEC.decode_enveloped(encoded, as_tuple=True)[:2] == (name, as_read)
 
 
 @pytest.mark.parametrize("name", NAMES)

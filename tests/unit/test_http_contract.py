@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -24,10 +25,12 @@ from services.gateway.desk import Desk
 from services.gateway.http import models as m
 from services.gateway.http.app import create_app
 from services.gateway.http.auth import key_hash
+from services.gateway.quotes import QuoteManager
+from services.quotes import Quote
 
 ADMIN, ACCOUNT_KEY = "admin-key", "account-key"
 NOW = 1_700_000_000_000_000  # µs: the stand-in's clock
-AMOUNTS = [m.CASH, m.POSITIVE_CASH, m.PRICE, m.QTY]
+AMOUNTS = [m.CASH, m.POSITIVE_CASH, m.PRICE, m.QTY, m.DOLLARS, m.TRIGGER_PRICE]
 
 
 class Projection:
@@ -63,6 +66,7 @@ class Bus:
     def submit(self, command: Any, placed: bool = False) -> asyncio.Future:
         self.appended.append(command)
         record = {
+            **command.record,  # a day-trading decision repeats its command's fields
             "envelope": {"command_id": command.command_id, "key": command.key},
             "order_id": 1,
             "cash_available": 0,
@@ -70,6 +74,10 @@ class Bus:
             "tick": 1,
             "lot": 1,
             "created": True,
+            "ok": True,
+            "cash": 0,
+            "held": 0,
+            "summary": "{}",
         }
         name = next(n for n in sorted(command.answers) if not n.endswith("CommandRejected"))
         future = asyncio.get_running_loop().create_future()
@@ -80,15 +88,28 @@ class Bus:
         return await future
 
 
+async def quote_server(host, port, symbol, user, *, timeout):
+    return Quote(12_345, symbol, user, NOW // 1000, "k" * 40)
+
+
 class Log(Desk):
     """The desk as the HTTP app sees it, over a stand-in for the log and the tables."""
 
     def __init__(self) -> None:
         self.appended: list[Any] = []
-        super().__init__(Bus(self.appended), Projection(), projection_timeout=1.0)  # type: ignore[arg-type]
+        super().__init__(
+            Bus(self.appended),  # type: ignore[arg-type]
+            Projection(),  # type: ignore[arg-type]
+            projection_timeout=1.0,
+            quotes=QuoteManager("h", 1, fetch=quote_server),
+            dump_dir=Path("/nonexistent"),
+        )
 
     def now(self) -> int:
         return NOW
+
+    async def dump_log(self, decided, filename, session=None, directory=None):
+        return filename, Path(filename), 0
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +158,8 @@ def test_amount_pattern_is_what_the_server_parses(kind):
         assert valid == (kind.regex.fullmatch(text) is not None), text  # JSON Schema = Python
         if valid:
             units = kind.units(text, "x")
-            assert 0 <= units < 10 ** (kind.digits + kind.places) < MAX_UNITS, text
+            scale = kind.parse("1") // 10**kind.places  # day-trading dollars: ledger units
+            assert 0 <= units < 10 ** (kind.digits + kind.places) * scale < MAX_UNITS, text
             assert units > 0 or not kind.positive, text
         else:
             with pytest.raises(m.InvalidRequest) as refused:
@@ -164,6 +186,9 @@ def test_amount_pattern_is_what_the_server_parses(kind):
         (m.QTY, "1e3", "is not a decimal number"),
         (m.QTY, " 1", "is not a decimal number"),
         (m.QTY, "1." + "0" * 31, "more than 30 digits after the point"),
+        (m.DOLLARS, "12.345", "has more than 2 decimal places"),
+        (m.DOLLARS, "10000000000", "too large: at most 10 digits"),
+        (m.TRIGGER_PRICE, "0.001", "has more than 2 decimal places"),
     ],
 )
 def test_amount_refusals_say_why(kind, text, reason):
@@ -344,6 +369,11 @@ def test_every_order_shape_is_taken(client):
 
 
 ACCOUNT_ID = st.sampled_from(["1", "0123", "", "1" * 33, "a1", None, 5])
+DAY_SYMBOL_OK = st.sampled_from(["A", "ABC"])
+DAY_SYMBOL = st.sampled_from(["ABC", "ABCD", "abc", "", "A1", None, 3])
+DUMP_NAMES = st.sampled_from(
+    ["out.xml", "a", ".hidden", "." * 2 + "/x", "a/b", "x" * 129, "", None, 1]
+)
 SYMBOL = st.sampled_from(["SPY", "", "A-B", "A" * 33, None])
 
 
@@ -411,8 +441,79 @@ SYMBOL = st.sampled_from(["SPY", "", "A-B", "A" * 33, None])
             st.fixed_dictionaries({"price": amount(m.PRICE), "qty": amount(m.QTY)}),
             {"price": amount_or(m.PRICE), "qty": amount_or(m.QTY)},
         ),
+        (
+            "post",
+            "/daytrade/add",
+            "/daytrade/add",
+            ACCOUNT_KEY,
+            st.fixed_dictionaries({"amount": amount(m.DOLLARS)}),
+            {"amount": amount_or(m.DOLLARS, "12.345")},
+        ),
+        (
+            "post",
+            "/daytrade/buy",
+            "/daytrade/buy",
+            ACCOUNT_KEY,
+            st.fixed_dictionaries({"symbol": DAY_SYMBOL_OK, "amount": amount(m.DOLLARS)}),
+            {"symbol": DAY_SYMBOL, "amount": amount_or(m.DOLLARS)},
+        ),
+        (
+            "post",
+            "/daytrade/sell",
+            "/daytrade/sell",
+            ACCOUNT_KEY,
+            st.fixed_dictionaries({"symbol": DAY_SYMBOL_OK, "amount": amount(m.DOLLARS)}),
+            {"symbol": DAY_SYMBOL, "amount": amount_or(m.DOLLARS)},
+        ),
+        (
+            "put",
+            "/daytrade/buy-settings/{symbol}/amount",
+            "/daytrade/buy-settings/ABC/amount",
+            ACCOUNT_KEY,
+            st.fixed_dictionaries({"amount": amount(m.DOLLARS)}),
+            {"amount": amount_or(m.DOLLARS)},
+        ),
+        (
+            "put",
+            "/daytrade/sell-settings/{symbol}/trigger",
+            "/daytrade/sell-settings/ABC/trigger",
+            ACCOUNT_KEY,
+            st.fixed_dictionaries({"trigger": amount(m.TRIGGER_PRICE)}),
+            {"trigger": amount_or(m.TRIGGER_PRICE, "0.001")},
+        ),
+        (
+            "post",
+            "/daytrade/dumplog",
+            "/daytrade/dumplog",
+            ACCOUNT_KEY,
+            st.fixed_dictionaries({"filename": st.from_regex(m.DUMP_NAME, fullmatch=True)}),
+            {"filename": DUMP_NAMES},
+        ),
+        (
+            "post",
+            "/admin/dumplog",
+            "/admin/dumplog",
+            ADMIN,
+            st.fixed_dictionaries({"filename": st.from_regex(m.DUMP_NAME, fullmatch=True)}),
+            {"filename": DUMP_NAMES},
+        ),
     ],
-    ids=["accounts", "symbols", "issue", "deposit", "withdraw", "reduce", "replace"],
+    ids=[
+        "accounts",
+        "symbols",
+        "issue",
+        "deposit",
+        "withdraw",
+        "reduce",
+        "replace",
+        "daytrade-add",
+        "daytrade-buy",
+        "daytrade-sell",
+        "daytrade-buy-amount",
+        "daytrade-sell-trigger",
+        "daytrade-dumplog",
+        "admin-dumplog",
+    ],
 )
 def test_bodies_the_document_allows_are_exactly_those_taken(
     app_and_log, document, method, path, url, key, valid, universe
@@ -436,6 +537,7 @@ def test_bodies_the_document_allows_are_exactly_those_taken(
 def test_unsupported_methods_name_exactly_the_methods_of_the_path(client, document):
     for path, operations in document["paths"].items():
         url = path.replace("{order_id}", "3").replace("{symbol}", "SPY")
+        url = url.replace("{name}", "out.xml")
         documented = {method.upper() for method in operations}
         for method in ["OPTIONS", "PATCH", "PUT", "TRACE", "DELETE", "POST", "GET"]:
             if method in documented:
@@ -468,7 +570,13 @@ def test_each_operation_names_the_key_it_needs_and_documents_its_errors(document
             needs[f"{method.upper()} {path}"] = [name for s in security for name in s]
             assert {"401", "403", "404", "409", "413", "422", "429", "503"} <= set(op["responses"])
             assert not any(p["in"] == "header" for p in op.get("parameters", [])), (method, path)
-    admin = {"POST /accounts", "POST /symbols", "POST /symbols/{symbol}/issue"}
+    admin = {
+        "POST /accounts",
+        "POST /symbols",
+        "POST /symbols/{symbol}/issue",
+        "POST /admin/dumplog",
+        "GET /admin/dumplog/{name}",
+    }
     public = {k for k in needs if k.startswith("GET /markets/") or k == "GET /ready"}
     for operation, names in needs.items():
         expected = (

@@ -12,6 +12,7 @@ from services.common.codec import ROOT, SCHEMA_DIR
 from services.ledger import decisions
 from services.ledger.accounts import Account, Order
 from services.ledger.decisions import ACCOUNT_EVENTS, EMITTED, MATCH_COMMANDS
+from services.ledger.trading import Pending
 
 TOPIC_OF_NAMESPACE = {"marketlog.account": ACCOUNT_EVENTS, "marketlog.match": MATCH_COMMANDS}
 
@@ -87,6 +88,22 @@ def every_decision() -> list[decisions.Decision]:
         decisions.forward_cancel(env, buy),
         decisions.forward_reduce(env, sell, 1),
         decisions.forward_replace(env, buy, sell),
+        *day_trading_decisions(env, acct),
+    ]
+
+
+def day_trading_decisions(env: dict, acct: Account) -> list[decisions.Decision]:
+    entry = Pending("X", 2, 300, 5, 9)
+    quote = {"price": 300, "symbol": "X", "user": "a", "quote_server_time": 0, "cryptokey": "",
+             "hit": True}  # fmt: skip
+    command = {"command": "BUY", "user": "a", "txn": 9, "symbol": "X", "amount": 70_000,
+               "trigger": None, "filename": None, "quote": quote}  # fmt: skip
+    outcome = decisions.TradeOutcome(True, shares=2, price=300, funds=60_000, cash_change=-60_000)
+    return [
+        decisions.day_trade_decided(env, command, outcome, acct.cash, acct.held),
+        decisions.pending_expired(env, acct, "BUY", entry, entry.funds),
+        decisions.trigger_fired(env, acct, "SELL", "X", (2, 300, 60_000), 9, 60_000),
+        decisions.quote_ticked({**env, "key": "X"}, quote),
     ]
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from services.common.book_checksum import checksum
 from services.common.codec import Codec
 from services.common.config import Settings
-from services.matcher.service import COMMANDS, OTHER_SIDE, MatcherCore
+from services.matcher.service import CHECKSUM_EVERY, COMMANDS, OTHER_SIDE, MatcherCore
 from services.matcher.state import CANCELLED, REDUCED, REJECTED, RESTED, TRADE, Matcher
 from tests.unit.reference_book import random_stream
 
@@ -178,6 +179,17 @@ def expected_records(symbol: str, env: dict, events: list[tuple]) -> list[tuple]
     return out
 
 
+def expected_checksum(book, env, before) -> list[tuple]:
+    """A BookChecksum when the command's events passed a multiple of the interval, from the
+    twin's full depth (not the service's top-levels shortcut)."""
+    if book.seq // CHECKSUM_EVERY == before // CHECKSUM_EVERY:
+        return []
+    crc = checksum(book.depth("BUY"), book.depth("SELL"))
+    return [(MARKET, book.symbol, "marketlog.market.BookChecksum", {
+        "envelope": {**env, "key": book.symbol}, "seq": book.seq, "depth": 10,
+        "checksum": crc})]  # fmt: skip
+
+
 def expected_placed(symbol, env, acct, oid, side, events, out) -> list[tuple]:
     """A placement's last record, after everything else it caused: what of it rests (the
     OrderRested of its id) and how many ledger records came before; none for a refused replace."""
@@ -217,6 +229,7 @@ def test_every_output_carries_its_event_field_by_field():
             rec = {"envelope": env, "account": "c", "order_id": oid, "new_order_id": command[4],
                    "price": command[5], "qty": command[6]}  # fmt: skip
         method, fields = COMMANDS[name]
+        before = twin.book(env["key"]).seq
         events = method(twin.book(env["key"]), env["ts"], *(rec[f] for f in fields))
         got = decoded(part.apply(CODEC.encode(name, rec)))
         expected = expected_records(env["key"], env, events)
@@ -226,9 +239,10 @@ def test_every_output_carries_its_event_field_by_field():
             old = [e for e in events if e[0] == CANCELLED and e[8] == "REPLACED"]
             side = old[0][5] if old else None
             expected += expected_placed(env["key"], env, "c", command[4], side, events, expected)
+        expected += expected_checksum(twin.book(env["key"]), env, before)
         assert got == expected, f"command {n}"
         kinds.update(name for _, _, name, _ in got)
-    assert len(kinds) == 9  # every public and settlement record type was produced
+    assert len(kinds) == 10  # every public and settlement record type, and the checksum
 
 
 def test_bad_input_is_skipped_not_raised(part, caplog):

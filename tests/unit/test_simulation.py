@@ -9,9 +9,15 @@ incremental projection = the cores' state). A failing seed's message says how to
 
 from __future__ import annotations
 
+import random
+from collections import Counter
+
 import pytest
 
 from testkit import simulate
+from testkit.invariants import at_rest_problems
+from testkit.pipeline import ACCOUNT_EVENTS, Pipeline
+from testkit.simulation import random_session
 
 CI_SEEDS = 300
 
@@ -32,3 +38,21 @@ def test_a_failure_names_its_seed_and_how_to_rerun_it():
     failure = simulate.SimulationFailure(42, "at rest", ["cash: 1 came in, accounts hold 2"])
     assert "seed 42" in str(failure) and "make simulate SEED=42" in str(failure)
     assert "cash: 1 came in" in str(failure)
+
+
+def test_day_trading_runs_beside_the_exchange_and_keeps_every_invariant():
+    """The simulation's day trading (make simulate mixes it in): commands of exchange accounts
+    and of ADD-only ones, expiries, trigger executions, on two partitions with snapshots every 7
+    records; at rest, every invariant (conservation with the day-trading flows, replay byte for
+    byte, the projection) holds."""
+    pipeline = Pipeline(2, snapshot_every=7)
+    random_session(pipeline, random.Random(3), 6000, accounts=8, day_trading=True)
+    assert at_rest_problems(pipeline) == []
+    seen = Counter()
+    for _, _, name, record in pipeline.records(ACCOUNT_EVENTS):
+        kind = name.rsplit(".", 1)[1]
+        seen[kind] += 1
+        if kind == "DayTradeDecided" and record["ok"]:
+            seen[record["command"]] += 1
+    assert seen["PendingExpired"] and seen["TriggerFired"] and seen["QuoteTicked"]
+    assert seen["COMMIT_BUY"] and seen["COMMIT_SELL"] and seen["SET_SELL_TRIGGER"]

@@ -1,7 +1,8 @@
 """The line-protocol channels: the gateway's next rooms, empty until their issues build them.
 
-- the day-trading line protocol (port 12346): the 16 commands (ADD, QUOTE, BUY, COMMIT_BUY, ...,
-  DUMPLOG, DISPLAY_SUMMARY), one per line, answered per line;
+- the day-trading line protocol (port 12346, ``daytrade``; framing and answers in
+  ``daytrade_lines``): the 16 commands (ADD, QUOTE, BUY, COMMIT_BUY, ..., DUMPLOG,
+  DISPLAY_SUMMARY), one per line, pipelined, answered per line in line order;
 - the algorithmic traders' JSON-lines channels: private on 7001 (createOrder / cancelOrder in,
   executionReport out) and public on 7002 (order book level updates and trades).
 

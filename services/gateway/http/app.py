@@ -1,9 +1,10 @@
 """The HTTP JSON API (FastAPI): OpenAPI at /openapi.json, docs page at /docs, WebSocket streams.
 
 ``create_app`` assembles one router per OpenAPI tag (``admin``, ``account``, ``orders``,
-``market``, ``health``) and the streams, around the desk. Writes append a command and answer from
-its decision (request/reply over the log); reads answer from the projection, after it shows the
-caller's own earlier writes. Errors are always ``{"error": ..., "command_id": ...}``.
+``market``, ``daytrade``, ``health``; the admin's DUMPLOG joins ``admin``) and the streams,
+around the desk. Writes append a command and answer from its decision (request/reply over the
+log); reads answer from the projection, after it shows the caller's own earlier writes. Errors
+are always ``{"error": ..., "command_id": ...}``.
 """
 
 from typing import Any
@@ -13,14 +14,14 @@ from fastapi.responses import JSONResponse
 
 from ..config import GatewaySettings
 from ..desk import Desk
-from . import account, admin, errors, health, market, orders, streams
+from . import account, admin, daytrade, errors, health, market, orders, streams
 from .auth import Auth
 
 DESCRIPTION = """Marketlog's HTTP API. Authenticate with `Authorization: Bearer <key>`: an account's
 key (returned once by `POST /accounts`) or the admin key. Amounts are decimal strings, each in the
 exact form its pattern gives. Writes answer with the ledger's decision; reads reflect every earlier
 write made with the same key. A request this document calls valid is never refused with 422."""
-ROUTERS = (admin, account, orders, market, health, streams)  # the document lists them so
+ROUTERS = (admin, account, orders, market, daytrade, health, streams)  # the document lists them so
 
 
 def create_app(desk: Desk, settings: GatewaySettings) -> FastAPI:
@@ -38,6 +39,8 @@ def create_app(desk: Desk, settings: GatewaySettings) -> FastAPI:
     _limit_body(app, settings.http_max_body)
     for room in ROUTERS:
         app.include_router(room.router)
+        if room is admin:
+            app.include_router(daytrade.admin_router)
     return app
 
 

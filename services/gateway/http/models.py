@@ -612,3 +612,113 @@ def decision_detail(record: dict[str, Any]) -> dict[str, Any]:
 class Readiness(BaseModel):
     ready: bool
     waiting_for: list[str]
+
+
+# -- day trading (docs/daytrading.md; the day-trading router, http/daytrade.py) ----------------
+DAYTRADE_SYMBOL = r"^[A-Z]{1,3}$"
+# a DUMPLOG file name over HTTP: a base name only (the line protocol also takes ./name)
+DUMP_NAME = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"
+
+
+def _dollars(per_cent: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        whole, _, fraction = text.partition(".")
+        cents = int(whole) * 100 + int((fraction.rstrip("0") or "0").ljust(2, "0"))
+        return cents * per_cent
+
+    return parse
+
+
+# the course's money: dollars with at most 2 significant decimals, up to 9,999,999,999.99
+DOLLARS = Amount("amount", 2, 10, True, _dollars(10_000), "200.00")
+TRIGGER_PRICE = Amount("trigger price", 2, 10, True, _dollars(100), "20.00")
+DollarsText = DOLLARS.annotated()
+TriggerText = TRIGGER_PRICE.annotated()
+
+
+class DayTradeAmount(Strict):
+    amount: DollarsText = Field(description=DOLLARS.describe("Dollars."))
+
+
+class DayTradeOrder(Strict):
+    symbol: str = Field(pattern=DAYTRADE_SYMBOL, description="1 to 3 capital letters.")
+    amount: DollarsText = Field(description=DOLLARS.describe("Dollars to spend or to sell for."))
+
+
+class DayTradeTrigger(Strict):
+    trigger: TriggerText = Field(description=TRIGGER_PRICE.describe("Trigger price, dollars."))
+
+
+class DumpRequest(Strict):
+    filename: str = Field(
+        pattern=DUMP_NAME,
+        description="The file's name: 1 to 128 letters, digits, '.', '_' or '-', not starting "
+        "with '.'.",
+    )
+
+
+class QuoteOut(BaseModel):
+    price: str
+    symbol: str
+    user: str = Field(description="The userid the quote server was asked for.")
+    quote_server_time: int = Field(description="The quote server's time, Unix milliseconds.")
+    cryptokey: str
+    hit: bool = Field(description="True when this command made the quote server answer.")
+
+
+class DayTradeOut(BaseModel):
+    """A day-trading command's answer: the ledger's DayTradeDecided, money in dollars."""
+
+    command_id: str
+    command: str
+    txn: int = Field(description="The transaction number the gateway gave the command.")
+    symbol: str | None = None
+    shares: int | None = Field(None, description="Whole shares, where the command has them.")
+    price: str | None = Field(None, description="The entry's price, or the trigger.")
+    funds: str | None = Field(None, description="Cost, proceeds, reserve or amount.")
+    cash: str = Field(description="Available cash after.")
+    cash_held: str = Field(description="Held cash after (orders, pending BUYs, reserves).")
+    quote: QuoteOut | None = None
+
+
+class DumpOut(BaseModel):
+    command_id: str
+    txn: int
+    name: str = Field(description="The file written.")
+    bytes: int
+    url: str = Field(description="Where to download it (the same key).")
+
+
+def money_text(units: int, per_cent: int) -> str:
+    """Ledger units as dollars: two decimals, more only when not whole cents."""
+    sign = "-" if units < 0 else ""
+    cents, rest = divmod(abs(units), per_cent)
+    text = f"{sign}{cents // 100}.{cents % 100:02d}"
+    if rest:
+        text += f"{rest:0{len(str(per_cent)) - 1}d}".rstrip("0")
+    return text
+
+
+def day_trade_out(record: dict[str, Any]) -> DayTradeOut:
+    quote = record.get("quote")
+    return DayTradeOut(
+        command_id=record["envelope"]["command_id"],
+        command=record["command"],
+        txn=record["txn"],
+        symbol=record.get("symbol"),
+        shares=record.get("shares"),
+        price=_opt(lambda u: money_text(u, 100), record.get("price")),
+        funds=_opt(lambda u: money_text(u, 10_000), record.get("funds")),
+        cash=money_text(record["cash"], 10_000),
+        cash_held=money_text(record.get("held", 0), 10_000),
+        quote=None
+        if quote is None
+        else QuoteOut(
+            price=money_text(quote["price"], 100),
+            symbol=quote["symbol"],
+            user=quote["user"],
+            quote_server_time=quote["quote_server_time"],
+            cryptokey=quote["cryptokey"],
+            hit=quote["hit"],
+        ),
+    )

@@ -1,0 +1,137 @@
+"""The asyncio shell both JSON-lines channels share: accept connections (bounded), read lines
+(bounded: an over-long line is refused and skipped), rate-limit them, write lines (a reader that
+leaves too much unread is dropped)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from ..config import ChannelSettings
+from ..ratelimit import TokenBucket
+from . import wire
+
+log = logging.getLogger(__name__)
+
+
+class LineConnection:
+    """One client: ``handle`` each line in order; ``send`` writes without waiting."""
+
+    def __init__(self, settings: ChannelSettings, reader, writer) -> None:
+        self.settings = settings
+        self.reader, self.writer = reader, writer
+        self.lines = wire.LineSplitter(settings.max_line)
+        self.bucket = TokenBucket.full(settings.rate, settings.burst, time.monotonic())
+        self.closed = False
+
+    async def run(self) -> None:
+        while not self.closed:
+            try:
+                async with asyncio.timeout(self.settings.idle_timeout):
+                    data = await self.reader.read(65536)
+            except TimeoutError:
+                self.send(wire.error("idle for too long; goodbye"))
+                return
+            if not data:
+                return
+            for line in self.lines.feed(data):
+                if line is None:
+                    self.send(wire.error(f"line longer than {self.settings.max_line} bytes"))
+                elif not self.bucket.take(time.monotonic()):
+                    self.send(wire.error("rate limit exceeded on this connection; slow down"))
+                else:
+                    await self._handle(line)
+            await self.drain()
+
+    async def _handle(self, line: bytes) -> None:
+        try:
+            await self.handle(line)
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception:  # a failure of ours must not cost the client its connection
+            log.exception("%s: a request failed", type(self).__name__)
+            self.send(wire.error("the exchange could not handle this request; try again"))
+
+    async def handle(self, line: bytes) -> None:
+        raise NotImplementedError
+
+    def send(self, line: bytes) -> None:
+        if self.closed:
+            return
+        transport = self.writer.transport
+        if transport.is_closing():
+            self.closed = True
+            return
+        if transport.get_write_buffer_size() > self.settings.max_backlog:
+            log.warning("dropping a channel client that reads too slowly")
+            self.closed = True
+            transport.abort()
+            return
+        self.writer.write(line)
+
+    async def drain(self) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.writer.drain()
+
+    async def close(self) -> None:
+        """Called once after ``run`` ends, whatever the reason."""
+        self.closed = True
+
+
+class LineServer:
+    """A TCP server of ``LineConnection``s of one kind."""
+
+    def __init__(self, settings: ChannelSettings, port: int, name: str) -> None:
+        self.settings, self.port, self.name = settings, port, name
+        self.connections: set[LineConnection] = set()
+        self.server: asyncio.Server | None = None
+
+    def connection(self, reader, writer) -> LineConnection:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        """Listen; a port already taken is logged, not fatal: the gateway's other surfaces (and
+        another gateway on this host, such as a test's) go on without this channel."""
+        try:
+            self.server = await asyncio.start_server(
+                self._serve, self.settings.host, self.port, backlog=4096
+            )
+        except OSError as exc:
+            log.error("the %s channel is not listening on port %d: %s", self.name, self.port, exc)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            for conn in list(self.connections):
+                conn.writer.transport.abort()
+            await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.connections) >= self.settings.max_connections:
+            writer.write(wire.error("too many connections; try again later"))
+            await _close(writer)
+            return
+        conn = self.connection(reader, writer)
+        self.connections.add(conn)
+        try:
+            await conn.run()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except Exception:
+            log.exception("%s channel connection failed", self.name)
+        finally:
+            self.connections.discard(conn)
+            try:
+                await conn.close()
+            finally:
+                await _close(writer)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    try:
+        writer.close()
+        await writer.wait_closed()
+    except (ConnectionError, OSError):
+        pass
