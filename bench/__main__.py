@@ -73,6 +73,8 @@ def run_suite(env: BenchEnv, name: str, host: dict) -> None:
     env.results[name] = figures
     print(json.dumps(figures, indent=1), flush=True)
     result = {"suite": name, "date": date, "quick": env.quick, "seconds": seconds}
+    if "headline" in figures:  # the run's one figure, where a reader looks first
+        result["headline"] = figures["headline"]
     result |= {"machine": host, "figures": figures}
     header = f"# {name}: {date}{' (quick)' if env.quick else ''}, {seconds} s"
     markdown = f"{header}\n\nMachine: `{json.dumps(host)}`\n\n{module.summary(figures)}\n"

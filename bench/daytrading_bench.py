@@ -20,7 +20,7 @@ from infra.stack import ServiceProcs, free_port
 from services.workload import replay as workload
 
 SERVICES = ("projector", "ledger", "matcher", "quotes", "gateway")
-DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "seng468"
+DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "seng468" / "workloads"
 FULL, QUICK_FILE = "100User_testWorkLoad", "10User_testWorkLoad"
 
 

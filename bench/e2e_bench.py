@@ -8,6 +8,12 @@ rate, the projection lag (answer -> the order's row visible in PostgreSQL, sampl
 process spent per order and the VM's busy and stolen cores (bench/cpu.py), and each order's
 latency split by stage from the log's timestamps (bench/stages.py). The report is
 bench/e2e_report.py.
+
+Before the sweep, one step per surface at a fixed reference rate (REFERENCE_RATE, whatever the
+system can do) gives the CPU each process spends per order at the same load from run to run:
+that is the figure to compare before and after a change. The run's ``headline`` is the best
+sustained surface: its rate, p99 and the CPU per order over every process (broker, PostgreSQL
+and the load generator included) at that step.
 """
 
 from __future__ import annotations
@@ -27,10 +33,16 @@ from bench.sweep import QUICK, Plan, best, sustained, sweep
 from infra.stack import ServiceProcs, free_port
 
 SERVICES = ("projector", "ledger", "matcher", "gateway")
+REFERENCE_RATE, QUICK_REFERENCE_RATE = 500, 50
 UNLIMITED = {  # the generator's few clients send what many clients would
     f"MARKETLOG_{surface}_{limit}": "1000000"
     for surface in ("XML", "HTTP")
     for limit in ("RATE", "BURST")
+}
+# every port the gateway opens, free ones: a stack of the developer's may hold the defaults
+GATEWAY_PORTS = {
+    surface: f"MARKETLOG_{surface.upper()}_PORT"
+    for surface in ("xml", "http", "daytrade", "private", "public", "quote")
 }
 
 
@@ -85,7 +97,9 @@ async def measure(surface: str, rate: float, *, client, payload, settings, meter
     return step
 
 
-async def drive(settings, ports: dict, admin: str, meter: CpuMeter, plan: Plan) -> dict:
+async def drive(
+    settings, ports: dict, admin: str, meter: CpuMeter, plan: Plan, reference: int
+) -> tuple[dict, dict]:
     xml_client, bodies = await xml_setup(ports["xml"])
     http_client, requests = await http_setup(ports["http"], admin)
     surfaces = (("xml", xml_client, bodies), ("http", http_client, requests))
@@ -93,14 +107,15 @@ async def drive(settings, ports: dict, admin: str, meter: CpuMeter, plan: Plan) 
         for _, client, payload in surfaces:  # the broker's JIT warms up: docs/performance.md
             warm_up = StepResult("warm-up", plan.warm_up_rate, plan.warm_up_seconds)
             await client.step(warm_up, plan.warm_up_rate, payload)
-        found = {}
+        found, at_reference = {}, {}
         for surface, client, payload in surfaces:
             measure_at = functools.partial(
                 measure, surface, client=client, payload=payload, settings=settings, meter=meter,
                 plan=plan,
             )  # fmt: skip
+            at_reference[surface] = await measure_at(reference)
             found[surface] = await sweep(measure_at, plan)
-        return found
+        return found, at_reference
     finally:
         xml_client.close()
         http_client.close()
@@ -112,40 +127,56 @@ def run(env) -> dict:
     logs = env.home / "logs" / "e2e"
     logs.mkdir(parents=True, exist_ok=True)
     admin = uuid.uuid4().hex
-    ports = {"xml": free_port(), "http": free_port()}
+    ports = {surface: free_port() for surface in GATEWAY_PORTS}
     procs = ServiceProcs(
         settings,
         logs,
-        MARKETLOG_XML_PORT=str(ports["xml"]),
-        MARKETLOG_HTTP_PORT=str(ports["http"]),
         MARKETLOG_ADMIN_KEY=admin,
+        **{GATEWAY_PORTS[surface]: str(port) for surface, port in ports.items()},
         **UNLIMITED,
     )
     procs.start(*SERVICES)
     try:
         pids = {name: proc.pid for name, proc in procs.procs.items()}
         meter = CpuMeter.for_stack(pids, env.kafka, env.postgres)
-        surfaces = asyncio.run(drive(settings, ports, admin, meter, plan))
+        reference = QUICK_REFERENCE_RATE if env.quick else REFERENCE_RATE
+        surfaces, at_reference = asyncio.run(drive(settings, ports, admin, meter, plan, reference))
     finally:
         procs.stop_all()
-    return figures(env, settings, plan, surfaces)
+    return figures(env, settings, plan, surfaces, at_reference)
 
 
-def figures(env, settings, plan: Plan, surfaces: dict) -> dict:
+def best_surface(surfaces: dict) -> dict:
+    """The best sustained surface: rate, p99 and CPU per order over every process there."""
+    steps = {s: b for s, st in surfaces.items() if (b := best(st))}
+    if not steps:
+        return {"orders_per_s": 0, "p99_ms": None, "cpu_us_per_order": None, "surface": None}
+    surface, step = max(steps.items(), key=lambda kv: kv[1]["offered_per_s"])
+    return {
+        "orders_per_s": step["offered_per_s"],
+        "p99_ms": step["latency_ms"]["p99"],
+        "cpu_us_per_order": round(sum(step["cpu_us_per_order"].values()), 1),
+        "surface": surface,
+    }
+
+
+def figures(env, settings, plan: Plan, surfaces: dict, at_reference: dict) -> dict:
     ceiling = (env.results.get("kafka_ceiling") or {}).get("produce_consume", {})
     ceiling = ceiling.get("median_records_per_s")
-    headline = {s: (b["offered_per_s"] if (b := best(st)) else 0) for s, st in surfaces.items()}
+    rates = {s: (b["offered_per_s"] if (b := best(st)) else 0) for s, st in surfaces.items()}
     found = {
+        "headline": best_surface(surfaces),
+        "reference_step": at_reference,
         "plan": plan.describe(),
         "connections": CONNECTIONS,
         "symbols": len(SYMBOLS),
         "partitions": settings.partitions,
         "rate_limits": "raised for the generator's clients",
-        "max_sustained_per_s": headline,
+        "max_sustained_per_s": rates,
         "vm_steal_cores": e2e_report.steal_over(surfaces),
         "kafka_ceiling_records_per_s": ceiling,
         "e2e_to_ceiling": {
-            s: round(r / ceiling, 4) if ceiling else None for s, r in headline.items()
+            s: round(r / ceiling, 4) if ceiling else None for s, r in rates.items()
         },
         "steps": surfaces,
     }

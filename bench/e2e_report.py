@@ -25,7 +25,12 @@ def steal_over(surfaces: dict) -> dict:
 
 def summary(figures: dict) -> str:
     steal = figures.get("vm_steal_cores") or {}
+    top = figures["headline"]
     lines = [
+        f"**Headline: {top['orders_per_s']} orders/s sustained ({top['surface']}), p99 "
+        f"{top['p99_ms']} ms, {top['cpu_us_per_order']} µs of CPU per order over every "
+        "process.**",
+        "",
         f"Max sustained rate (p99 < {P99_LIMIT_MS:.0f} ms, no backlog): "
         + ", ".join(f"{s} {r}/s" for s, r in figures["max_sustained_per_s"].items())
         + f"; Kafka ceiling {figures['kafka_ceiling_records_per_s']} records/s."
@@ -41,14 +46,12 @@ def summary(figures: dict) -> str:
     ]
     for surface, steps in figures["steps"].items():
         lines += [_row(surface, s) for s in steps]
+    lines += ["", "CPU µs per order at the reference rate (the same load every run):", ""]
+    for surface, step in figures["reference_step"].items():
+        lines.append(_cpu_line(surface, step))
     lines += ["", "CPU µs per order at the highest sustained step:", ""]
     for surface, steps in figures["steps"].items():
-        step = best(steps) or steps[0]
-        per_order = sorted(step["cpu_us_per_order"].items(), key=lambda kv: -kv[1])
-        lines.append(
-            f"- {surface} @ {step['offered_per_s']}/s: "
-            + ", ".join(f"{k} {v}" for k, v in per_order)
-        )
+        lines.append(_cpu_line(surface, best(steps) or steps[0]))
     lines += ["", "Where the time goes (ms, from the log's timestamps: bench/stages.py):", ""]
     for surface, steps in figures["steps"].items():
         failed = next((s for s in steps if not s["sustained"]), None)
@@ -61,6 +64,16 @@ def summary(figures: dict) -> str:
     if figures.get("plot"):
         lines += ["", f"![latency vs offered rate]({figures['plot']})"]
     return "\n".join(lines)
+
+
+def _cpu_line(surface: str, step: dict) -> str:
+    per_order = sorted(step["cpu_us_per_order"].items(), key=lambda kv: -kv[1])
+    total = round(sum(v for _, v in per_order), 1)
+    return (
+        f"- {surface} @ {step['offered_per_s']}/s (achieved {step['achieved_per_s']}/s, p99 "
+        f"{step['latency_ms']['p99']} ms): all {total}; "
+        + ", ".join(f"{k} {v}" for k, v in per_order)
+    )
 
 
 def _row(surface: str, s: dict) -> str:

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STATE = Path(os.environ.get("MARKETLOG_STATE", ROOT / ".state"))
 KAFKA_LIBS = Path(os.environ.get("MARKETLOG_KAFKA_LIBS", ROOT / ".cache" / "kafka" / "libs"))
 KAFKA_DIR = ROOT / "infra" / "kafka"
+KAFKA_EXTRA = os.environ.get("MARKETLOG_KAFKA_PROPS", "")
 
 
 class InfraError(RuntimeError):
@@ -124,6 +125,8 @@ class LocalKafka:
             .format(
                 port=self.port, controller_port=self.controller_port, data_dir=self.home / "data"
             )
+            # experiments (docs/performance.md): extra broker settings, "key=value;key=value"
+            + "".join(f"{kv.strip()}\n" for kv in KAFKA_EXTRA.split(";") if kv.strip())
         )
         if not (self.home / "data" / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
@@ -151,7 +154,7 @@ class LocalKafka:
         log = open(self.home / "kafka.log", "ab")  # noqa: SIM115 - handed to the child
         # ZGC: G1's young pauses (35-120 ms every ~10 s at 250 orders/s, copying ~23 MB of
         # survivors on two cores) stopped every hop at once and made the p99 (docs/performance.md).
-        heap = "-Xms1g -Xmx1g -server -XX:+UseZGC"
+        heap = os.environ.get("MARKETLOG_KAFKA_JVM", "-Xms1g -Xmx1g -server -XX:+UseZGC")
         proc = subprocess.Popen(
             self._java("kafka.Kafka", str(props), heap=heap),
             stdout=log,
