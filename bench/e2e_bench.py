@@ -30,9 +30,11 @@ from bench.cpu import CpuMeter, metered
 from bench.loadgen import StepResult
 from bench.orders import CONNECTIONS, SYMBOLS, http_setup, xml_setup
 from bench.sweep import QUICK, Plan, best, sustained, sweep
-from infra.stack import ServiceProcs, free_port
+from infra.stack import ServiceProcs, free_port, topology_services
 
-SERVICES = ("projector", "ledger", "matcher", "gateway")
+SERVICES = ("projector", "ledger", "matcher", "engine", "gateway")
+# each topology with its partitions: the engine folds one sequence, the split scales out by four
+TOPOLOGIES = {"engine": 1, "split": 4}
 REFERENCE_RATE, QUICK_REFERENCE_RATE = 500, 50
 UNLIMITED = {  # the generator's few clients send what many clients would
     f"MARKETLOG_{surface}_{limit}": "1000000"
@@ -122,28 +124,35 @@ async def drive(
 
 
 def run(env) -> dict:
+    """Every surface in each topology (infra/stack.py PROCESSORS), one stack after the other on
+    fresh topics; a surface is named with its topology, e.g. ``xml (engine)``."""
     plan = QUICK if env.quick else Plan()
-    settings = env.settings(partitions=4)
-    logs = env.home / "logs" / "e2e"
-    logs.mkdir(parents=True, exist_ok=True)
-    admin = uuid.uuid4().hex
-    ports = {surface: free_port() for surface in GATEWAY_PORTS}
-    procs = ServiceProcs(
-        settings,
-        logs,
-        MARKETLOG_ADMIN_KEY=admin,
-        **{GATEWAY_PORTS[surface]: str(port) for surface, port in ports.items()},
-        **UNLIMITED,
-    )
-    procs.start(*SERVICES)
-    try:
-        pids = {name: proc.pid for name, proc in procs.procs.items()}
-        meter = CpuMeter.for_stack(pids, env.kafka, env.postgres)
-        reference = QUICK_REFERENCE_RATE if env.quick else REFERENCE_RATE
-        surfaces, at_reference = asyncio.run(drive(settings, ports, admin, meter, plan, reference))
-    finally:
-        procs.stop_all()
-    return figures(env, settings, plan, surfaces, at_reference)
+    reference = QUICK_REFERENCE_RATE if env.quick else REFERENCE_RATE
+    surfaces, at_reference = {}, {}
+    for topology, partitions in TOPOLOGIES.items():
+        settings = env.settings(partitions=partitions)
+        logs = env.home / "logs" / f"e2e-{topology}"
+        logs.mkdir(parents=True, exist_ok=True)
+        admin = uuid.uuid4().hex
+        ports = {surface: free_port() for surface in GATEWAY_PORTS}
+        procs = ServiceProcs(
+            settings,
+            logs,
+            MARKETLOG_TOPOLOGY=topology,
+            MARKETLOG_ADMIN_KEY=admin,
+            **{GATEWAY_PORTS[surface]: str(port) for surface, port in ports.items()},
+            **UNLIMITED,
+        )
+        procs.start(*topology_services(SERVICES, topology))
+        try:
+            pids = {name: proc.pid for name, proc in procs.procs.items()}
+            meter = CpuMeter.for_stack(pids, env.kafka, env.postgres)
+            found, at = asyncio.run(drive(settings, ports, admin, meter, plan, reference))
+        finally:
+            procs.stop_all()
+        surfaces |= {f"{s} ({topology})": steps for s, steps in found.items()}
+        at_reference |= {f"{s} ({topology})": step for s, step in at.items()}
+    return figures(env, plan, surfaces, at_reference)
 
 
 def best_surface(surfaces: dict) -> dict:
@@ -160,7 +169,7 @@ def best_surface(surfaces: dict) -> dict:
     }
 
 
-def figures(env, settings, plan: Plan, surfaces: dict, at_reference: dict) -> dict:
+def figures(env, plan: Plan, surfaces: dict, at_reference: dict) -> dict:
     ceiling = (env.results.get("kafka_ceiling") or {}).get("produce_consume", {})
     ceiling = ceiling.get("median_records_per_s")
     rates = {s: (b["offered_per_s"] if (b := best(st)) else 0) for s, st in surfaces.items()}
@@ -170,14 +179,12 @@ def figures(env, settings, plan: Plan, surfaces: dict, at_reference: dict) -> di
         "plan": plan.describe(),
         "connections": CONNECTIONS,
         "symbols": len(SYMBOLS),
-        "partitions": settings.partitions,
+        "partitions": TOPOLOGIES,
         "rate_limits": "raised for the generator's clients",
         "max_sustained_per_s": rates,
         "vm_steal_cores": e2e_report.steal_over(surfaces),
         "kafka_ceiling_records_per_s": ceiling,
-        "e2e_to_ceiling": {
-            s: round(r / ceiling, 4) if ceiling else None for s, r in rates.items()
-        },
+        "e2e_to_ceiling": {s: round(r / ceiling, 4) if ceiling else None for s, r in rates.items()},
         "steps": surfaces,
     }
     found["plot"] = e2e_report.plot(surfaces, env.out / "e2e_bench.png")

@@ -92,7 +92,9 @@ def plot(surfaces: dict, path: Path) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(surfaces), figsize=(12, 4.5), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(surfaces), figsize=(4 * len(surfaces), 4.5), sharey=True, squeeze=False
+    )
     for ax, (surface, steps) in zip(axes[0], surfaces.items(), strict=True):
         rates = [s["offered_per_s"] for s in steps]
         for key in ("p50", "p99", "p99.9", "max"):

@@ -26,7 +26,7 @@ from bench.orders import xml_setup
 from infra.stack import KAFKA, POSTGRES
 from services.common.config import Settings
 
-SERVICES = ("ledger", "matcher", "projector", "gateway")
+SERVICES = ("ledger", "matcher", "engine", "projector", "gateway")
 
 
 def service_pids() -> dict[str, int]:

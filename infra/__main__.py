@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from .local import ROOT, STATE, InfraError, port_open, stop_pid
-from .stack import KAFKA, POSTGRES
+from .stack import KAFKA, POSTGRES, topology_services
 
 RUN_DIR = STATE / "run"
 SERVICES_PID = STATE / "services.pid"
@@ -63,10 +63,12 @@ def service_env() -> dict[str, str]:
 
 
 def procfile_names() -> list[str]:
+    """The Procfile's services of the configured topology (infra/stack.py: topology_services)."""
     lines = PROCFILE.read_text().splitlines()
-    return [
+    names = [
         line.split(":", 1)[0].strip() for line in lines if line.strip() and not line.startswith("#")
     ]
+    return topology_services(names)
 
 
 def listening() -> str:
@@ -118,7 +120,7 @@ def run() -> int:
     _reset_run_dir()
     print("Marketlog is starting; Ctrl-C stops everything.\n" + listening(), flush=True)
     proc = subprocess.Popen(
-        [str(HONCHO), "-f", str(PROCFILE), "start"], env=service_env(), cwd=ROOT
+        [str(HONCHO), "-f", str(PROCFILE), "start", *procfile_names()], env=service_env(), cwd=ROOT
     )
     try:
         return proc.wait()
@@ -137,7 +139,7 @@ def up(timeout: float = 120.0) -> int:
     _reset_run_dir()
     log = open(STATE / "services.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        [str(HONCHO), "-f", str(PROCFILE), "start"],
+        [str(HONCHO), "-f", str(PROCFILE), "start", *procfile_names()],
         env=service_env(),
         cwd=ROOT,
         stdout=log,

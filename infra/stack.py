@@ -17,7 +17,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from services.common.config import ROOT, Settings
+from services.common.config import ROOT, Settings, topology
 
 from .local import STATE, LocalKafka, LocalPostgres
 
@@ -59,6 +59,17 @@ def create_topics(
     futures = admin.create_topics([NewTopic(n, partitions, 1, config=config) for n in names])
     for future in futures.values():
         future.result()
+
+
+# which services carry orders in each topology (services/common/config.py)
+PROCESSORS = {"split": ("ledger", "matcher"), "engine": ("engine",)}
+
+
+def topology_services(names: list[str] | tuple[str, ...], chosen: str | None = None) -> list[str]:
+    """`names` with the processors of the other topology left out."""
+    chosen = chosen or topology()
+    other = {n for t, procs in PROCESSORS.items() if t != chosen for n in procs}
+    return [n for n in names if n not in other]
 
 
 class ServiceProcs:

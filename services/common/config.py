@@ -13,6 +13,22 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
+# "split": the ledger and the matcher, three hops per order, partitions scale out; "engine": both
+# cores in one processor, one hop, one partition (docs/architecture.md, "Two topologies")
+TOPOLOGIES = ("split", "engine")
+
+
+def topology() -> str:
+    found = _env("MARKETLOG_TOPOLOGY", "split")
+    if found not in TOPOLOGIES:
+        raise ValueError(f"MARKETLOG_TOPOLOGY={found!r}: one of {', '.join(TOPOLOGIES)}")
+    return found
+
+
+def _default_partitions() -> int:
+    return int(_env("MARKETLOG_PARTITIONS", "1" if topology() == "engine" else "4"))
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka: str = field(default_factory=lambda: _env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092"))
@@ -22,7 +38,7 @@ class Settings:
         )
     )
     topic_prefix: str = field(default_factory=lambda: _env("MARKETLOG_TOPIC_PREFIX", ""))
-    partitions: int = field(default_factory=lambda: int(_env("MARKETLOG_PARTITIONS", "4")))
+    partitions: int = field(default_factory=_default_partitions)
     instance: str = field(default_factory=lambda: _env("MARKETLOG_INSTANCE", "0"))
     run_dir: Path = field(
         default_factory=lambda: Path(_env("MARKETLOG_RUN_DIR", str(ROOT / ".state" / "run")))

@@ -16,8 +16,10 @@ import pytest
 from confluent_kafka import Producer
 
 from services.common.codec import Codec
+from services.common.config import Settings
 from services.common.kafka import producer_config
 from services.common.money import CASH_SCALE, PRICE_SCALE, QTY_SCALE
+from services.common.topics import provision
 from services.projector.schema import contents
 from tests.integration import backlog
 from tests.support import ServiceProcs, read_all, run_cli, wait_until
@@ -221,6 +223,41 @@ def test_kill_9_of_every_processor_keeps_the_books_exact(pipeline):
     read is waiting (it is paused, then more commands are fed and flow to it through the
     processors upstream; see tests/integration/backlog.py)."""
     settings, procs = pipeline
+    victims = ["ledger", "projector", "ledger", "matcher", "projector", "ledger", "projector"]
+    kill_and_check(settings, procs, victims, {"ledger", "matcher"})
+
+
+@pytest.fixture
+def engine(services, database_url, tmp_path):
+    """The engine topology: one processor for the ledger's and the matcher's cores, one
+    partition (services/engine), with the projector."""
+    settings = Settings(
+        kafka=services.kafka,
+        database_url=database_url,
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
+        partitions=1,
+        instance="0",
+        run_dir=tmp_path / "run",
+    )
+    provision(settings)
+    procs = ServiceProcs(
+        settings, tmp_path, MARKETLOG_TOPOLOGY="engine", MARKETLOG_ENGINE_SNAPSHOT_RECORDS="500"
+    )
+    procs.start("engine", "projector")
+    yield settings, procs
+    procs.stop_all()
+
+
+def test_kill_9_of_the_engine_keeps_the_books_exact(engine):
+    settings, procs = engine
+    victims = ["engine", "projector", "engine", "engine", "projector"]
+    kill_and_check(settings, procs, victims, {"engine"})
+
+
+def kill_and_check(settings, procs, victims: list[str], processors: set[str]) -> None:
+    """Feed commands, kill -9 each victim with input waiting, restart it; then every command is
+    decided once, the rows are exact, the audit and each processor's verify pass, and a rebuild
+    equals the incremental projection."""
     log = CommandLog(settings)
     symbols, accounts = ["S0", "S1", "S2"], [f"a{i}" for i in range(20)]
     for symbol in symbols:
@@ -241,9 +278,9 @@ def test_kill_9_of_every_processor_keeps_the_books_exact(pipeline):
     watch = {  # each processor's own progress, and what it reads
         "ledger": (committed("ledger", "ledger.commands"), ["ledger.commands"]),
         "matcher": (committed("matcher", "match.commands"), ["match.commands"]),
+        "engine": (committed("engine", "ledger.commands"), ["ledger.commands"]),
         "projector": (applied, ["account.events", "market.events"]),
     }
-    victims = ["ledger", "projector", "ledger", "matcher", "projector", "ledger", "projector"]
     kills = []
     for victim in victims:
         progress, roles = watch[victim]
@@ -302,8 +339,8 @@ def test_kill_9_of_every_processor_keeps_the_books_exact(pipeline):
     )
     audit = run_cli(settings, "services.projector", "audit")
     assert audit.returncode == 0, audit.stdout + audit.stderr
-    for service in ("services.ledger", "services.matcher"):
-        verify = run_cli(settings, service, "verify")
+    for service in sorted(processors):
+        verify = run_cli(settings, f"services.{service}", "verify")
         assert verify.returncode == 0, verify.stdout + verify.stderr
     procs.stop_all()  # a rebuild swaps tables; compare against a still picture
     with psycopg.connect(settings.database_url) as conn:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from bench import e2e_report
+from bench import e2e_bench, e2e_report
 from bench.cpu import CpuMeter, metered, tree_seconds
 
 
@@ -38,6 +38,8 @@ def step(rate: int, ok: bool) -> dict:
 def test_the_report_has_a_row_per_step_with_its_steal():
     surfaces = {"xml": [step(25, True), step(50, False)], "http": [step(25, False)]}
     figures = {
+        "headline": e2e_bench.best_surface(surfaces),
+        "reference_step": {"xml": step(50, False)},
         "max_sustained_per_s": {"xml": 25, "http": 0},
         "kafka_ceiling_records_per_s": 50_000,
         "vm_steal_cores": e2e_report.steal_over(surfaces),
@@ -46,4 +48,18 @@ def test_the_report_has_a_row_per_step_with_its_steal():
     text = e2e_report.summary(figures)
     assert "xml 25/s, http 0/s" in text
     assert text.count("| 1.0/0.2 (0.9) |") == 3
-    assert "- xml @ 25/s: kafka 900.0, ledger 500.0" in text
+    assert "**Headline: 25 orders/s sustained (xml), p99 20.0 ms, 1400.0 µs" in text
+    assert "- xml @ 50/s (achieved 50/s, p99 20.0 ms): all 1400.0; kafka 900.0, ledger" in text
+    assert "- xml @ 25/s (achieved 25/s, p99 20.0 ms): all 1400.0; kafka 900.0, ledger" in text
+
+
+def test_the_headline_is_the_best_sustained_surface_or_none():
+    faster = step(100, True) | {"cpu_us_per_order": {"kafka": 100.0}}
+    surfaces = {"xml (split)": [step(25, True)], "xml (engine)": [step(25, True), faster]}
+    assert e2e_bench.best_surface(surfaces) == {
+        "orders_per_s": 100,
+        "p99_ms": 20.0,
+        "cpu_us_per_order": 100.0,
+        "surface": "xml (engine)",
+    }
+    assert e2e_bench.best_surface({"xml": [step(25, False)]})["orders_per_s"] == 0

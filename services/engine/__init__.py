@@ -1,0 +1,1 @@
+"""The engine: the ledger's and the matcher's cores in one exactly-once processor (one hop)."""
