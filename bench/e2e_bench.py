@@ -99,9 +99,16 @@ async def measure(surface: str, rate: float, *, client, payload, settings, meter
     return step
 
 
+async def idle_cores(meter: CpuMeter, seconds: float) -> dict:
+    """Cores each process spends with the stack up and no order coming (after the warm-up)."""
+    cpu = await metered(meter, asyncio.sleep(seconds))
+    cores = {k: round(v / cpu.seconds, 3) for k, v in cpu.spent.items() if k != "loadgen"}
+    return {"seconds": seconds, "cores": cores, "all": round(sum(cores.values()), 3)}
+
+
 async def drive(
     settings, ports: dict, admin: str, meter: CpuMeter, plan: Plan, reference: int
-) -> tuple[dict, dict]:
+) -> tuple[dict, dict, dict]:
     xml_client, bodies = await xml_setup(ports["xml"])
     http_client, requests = await http_setup(ports["http"], admin)
     surfaces = (("xml", xml_client, bodies), ("http", http_client, requests))
@@ -109,6 +116,8 @@ async def drive(
         for _, client, payload in surfaces:  # the broker's JIT warms up: docs/performance.md
             warm_up = StepResult("warm-up", plan.warm_up_rate, plan.warm_up_seconds)
             await client.step(warm_up, plan.warm_up_rate, payload)
+        await asyncio.sleep(plan.settle_seconds)
+        idle = await idle_cores(meter, plan.step_seconds / 2)
         found, at_reference = {}, {}
         for surface, client, payload in surfaces:
             measure_at = functools.partial(
@@ -117,7 +126,7 @@ async def drive(
             )  # fmt: skip
             at_reference[surface] = await measure_at(reference)
             found[surface] = await sweep(measure_at, plan)
-        return found, at_reference
+        return found, at_reference, idle
     finally:
         xml_client.close()
         http_client.close()
@@ -128,7 +137,7 @@ def run(env) -> dict:
     fresh topics; a surface is named with its topology, e.g. ``xml (engine)``."""
     plan = QUICK if env.quick else Plan()
     reference = QUICK_REFERENCE_RATE if env.quick else REFERENCE_RATE
-    surfaces, at_reference = {}, {}
+    surfaces, at_reference, idle = {}, {}, {}
     for topology, partitions in TOPOLOGIES.items():
         settings = env.settings(partitions=partitions)
         logs = env.home / "logs" / f"e2e-{topology}"
@@ -147,12 +156,14 @@ def run(env) -> dict:
         try:
             pids = {name: proc.pid for name, proc in procs.procs.items()}
             meter = CpuMeter.for_stack(pids, env.kafka, env.postgres)
-            found, at = asyncio.run(drive(settings, ports, admin, meter, plan, reference))
+            found, at, idle[topology] = asyncio.run(
+                drive(settings, ports, admin, meter, plan, reference)
+            )
         finally:
             procs.stop_all()
         surfaces |= {f"{s} ({topology})": steps for s, steps in found.items()}
         at_reference |= {f"{s} ({topology})": step for s, step in at.items()}
-    return figures(env, plan, surfaces, at_reference)
+    return figures(env, plan, surfaces, at_reference) | {"idle": idle}
 
 
 def best_surface(surfaces: dict) -> dict:

@@ -49,6 +49,10 @@ def summary(figures: dict) -> str:
     lines += ["", "CPU µs per order at the reference rate (the same load every run):", ""]
     for surface, step in figures["reference_step"].items():
         lines.append(_cpu_line(surface, step))
+    lines += ["", "Idle (the stack up, no orders), cores:", ""]
+    for topology, idle in figures.get("idle", {}).items():
+        per = ", ".join(f"{k} {v}" for k, v in sorted(idle["cores"].items(), key=lambda kv: -kv[1]))
+        lines.append(f"- {topology}: all {idle['all']}; {per}")
     lines += ["", "CPU µs per order at the highest sustained step:", ""]
     for surface, steps in figures["steps"].items():
         lines.append(_cpu_line(surface, best(steps) or steps[0]))

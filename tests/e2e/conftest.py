@@ -14,11 +14,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from infra.stack import topology_services
 from services.common.config import Settings
 from services.common.topics import provision
 from tests.support import ServiceProcs, free_port
 
-SERVICES = ("projector", "ledger", "matcher", "quotes", "gateway")
+SERVICES = ("projector", "ledger", "matcher", "engine", "quotes", "gateway")
+# the split topology by default (what `make up` runs); MARKETLOG_E2E_TOPOLOGY=engine runs the
+# same suite over the engine (services/engine: one processor, one partition)
+TOPOLOGY = os.environ.get("MARKETLOG_E2E_TOPOLOGY", "split")
 ADMIN_KEY = "e2e-admin-" + uuid.uuid4().hex
 
 
@@ -50,7 +54,7 @@ def system(services, tmp_path_factory) -> Iterator[System]:
         kafka=services.kafka,
         database_url=services.database_url.rsplit("/", 1)[0] + f"/{database}",
         topic_prefix=f"e2e{uuid.uuid4().hex[:8]}.",
-        partitions=2,
+        partitions=1 if TOPOLOGY == "engine" else 2,
         instance="0",
         run_dir=tmp_path_factory.mktemp("run"),
     )
@@ -73,9 +77,10 @@ def system(services, tmp_path_factory) -> Iterator[System]:
         MARKETLOG_TICK_MS="200",  # day-trading triggers fire within a fraction of a second
         MARKETLOG_PRIVATE_PORT=str(private_port),
         MARKETLOG_PUBLIC_PORT=str(public_port),
+        MARKETLOG_TOPOLOGY=TOPOLOGY,
     )
     try:
-        procs.start(*SERVICES)
+        procs.start(*topology_services(SERVICES, TOPOLOGY))
         http_url = f"http://127.0.0.1:{http_port}"
         yield System(
             settings,
