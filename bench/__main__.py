@@ -34,6 +34,7 @@ SUITES = [
     "projector_bench",
     "e2e_bench",
     "daytrading_bench",
+    "channel_bench",
 ]
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -1,8 +1,9 @@
 """The gateway's Kafka shell: append commands, and hear the decisions and the public tape.
 
-- One idempotent producer, polled by a thread. A command's decision proves it was written, so a
-  successful delivery report does nothing (no wake-up of the loop per order); a failed one fails
-  the command's pending decision with ``AppendError``.
+- One idempotent producer, polled by a thread. A command's decision proves it was written, so only
+  a failed delivery is reported (``delivery.report.only.error``: no callback per order); it fails
+  the command's pending decision with ``AppendError``. A pending decision not heard within the
+  decision timeout, counted from the append, fails with ``DecisionTimeout``.
 - One consumer of ``account.events`` (every partition, from its end, read_committed, no group):
   a decision resolves the future of the command it answers (matched by command id), and every
   decision goes to the private subscribers of its account.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -30,6 +31,9 @@ from services.common.kafka import consumer_config, producer_config
 from .commands import Command, Reply
 
 log = logging.getLogger(__name__)
+
+LINGER_MS = 5
+SWEEP_SECONDS = 0.1  # how often pending commands are checked for their decision timeout
 
 
 @dataclass(frozen=True)
@@ -139,9 +143,18 @@ class Bus:
         self.decision_timeout = decision_timeout
         self.codec = Codec()
         self.commands_topic = settings.topic("ledger.commands")
-        self.producer = Producer(producer_config(settings, None, **{"linger.ms": 1}))
+        # a few ms of linger: fewer, fuller produce requests (the broker's CPU is per request), and
+        # delivery reports for failures only (a success needs nothing: its decision proves it)
+        self.producer = Producer(
+            producer_config(
+                settings, None, **{"linger.ms": LINGER_MS, "delivery.report.only.error": True}
+            )
+        )
         # command id -> what has been heard about it, its answer's future, the events heard
         self._pending: dict[str, tuple[Reply, asyncio.Future, list[Event]]] = {}
+        # (loop time of its decision timeout, command id, future) per expect(), in that order
+        self._deadlines: deque[tuple[float, str, asyncio.Future]] = deque()
+        self._sweeper: asyncio.TimerHandle | None = None
         self.account_subscribers: dict[str, set[Subscriber]] = defaultdict(set)
         self.market_subscribers: dict[str, set[Subscriber]] = defaultdict(set)
         self.listeners: list[Subscriber] = []  # every decision (caches)
@@ -210,7 +223,7 @@ class Bus:
                     self.producer.poll(0.01)
 
     def _delivered(self, error, message) -> None:
-        """Every delivery report, on the poll thread; only a failure concerns the loop."""
+        """A failed delivery's report, on the poll thread (successes are not reported)."""
         if error is None or self._loop is None or self._loop.is_closed():
             return
         try:
@@ -225,36 +238,62 @@ class Bus:
         self._loop.call_soon_threadsafe(self._fail, command_id, problem)
 
     def _fail(self, command_id: str, error: AppendError) -> None:
-        entry = self._pending.get(command_id)
+        entry = self._pending.pop(command_id, None)
         if entry is not None and not entry[1].done():
             entry[1].set_exception(error)
 
     def expect(self, command: Command, placed: bool = False) -> asyncio.Future:
         """A future for the command's answer; register before appending so none is missed.
-        ``placed``: an order's answer waits until it is placed and its settlements decided."""
-        future = asyncio.get_running_loop().create_future()
+        ``placed``: an order's answer waits until it is placed and its settlements decided.
+        The decision timeout runs from now, however late the future is awaited (a connection
+        awaits its pipelined requests' answers one after another)."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._pending[command.command_id] = (Reply(command, placed), future, [])
+        # one sweep timer for every pending command, not a timer each: the deadlines come in order
+        self._deadlines.append((loop.time() + self.decision_timeout, command.command_id, future))
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
         return future
 
     def forget(self, command: Command) -> None:
         self._pending.pop(command.command_id, None)
 
-    async def decision(self, command: Command, future: asyncio.Future) -> Event:
-        try:
-            async with asyncio.timeout(self.decision_timeout):
-                return await future
-        except TimeoutError as exc:
-            entry = self._pending.get(command.command_id)
-            if entry is not None and entry[0].accepted:
-                # accepted, but its placement was not heard in time: the order exists, so its
-                # acceptance is the answer (the matcher or a ledger partition is lagging)
-                log.warning("command %s: placement not heard in time", command.command_id)
-                return self._answer(entry[0], entry[2])
-            raise DecisionTimeout(
-                f"no decision for command {command.command_id} within "
+    def _sweep(self) -> None:
+        """Expire every pending command past its deadline; again later while any deadline is
+        left (those of commands answered since are skipped)."""
+        loop = asyncio.get_running_loop()
+        now, deadlines = loop.time(), self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _, command_id, future = deadlines.popleft()
+            entry = self._pending.get(command_id)
+            if entry is not None and entry[1] is future:
+                self._expire(command_id)
+        self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep) if deadlines else None
+
+    def _expire(self, command_id: str) -> None:
+        """No answer within the decision timeout."""
+        reply, future, heard = self._pending.pop(command_id)
+        if future.done():
+            return
+        if reply.accepted:
+            # accepted, but its placement was not heard in time: the order exists, so its
+            # acceptance is the answer (the matcher or a ledger partition is lagging)
+            log.warning("command %s: placement not heard in time", command_id)
+            future.set_result(self._answer(reply, heard))
+            return
+        future.set_exception(
+            DecisionTimeout(
+                f"no decision for command {command_id} within "
                 f"{self.decision_timeout:g}s; it may still be decided",
-                command.command_id,
-            ) from exc
+                command_id,
+            )
+        )
+
+    async def decision(self, command: Command, future: asyncio.Future) -> Event:
+        """The command's answer (``expect``'s future), or DecisionTimeout / AppendError."""
+        try:
+            return await future
         finally:
             self.forget(command)
 

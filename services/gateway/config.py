@@ -72,6 +72,10 @@ class ChannelSettings:
 
     host: str = field(default_factory=lambda: _env("MARKETLOG_CHANNEL_HOST", "127.0.0.1"))
     private_port: int = field(default_factory=lambda: _int("MARKETLOG_PRIVATE_PORT", 7001))
+    # a private connection sent nothing this many seconds is sent {"message":"heartbeat"}; 0: never
+    private_heartbeat: float = field(
+        default_factory=lambda: _float("MARKETLOG_CHANNEL_HEARTBEAT_S", 30.0)
+    )
     public_port: int = field(default_factory=lambda: _int("MARKETLOG_PUBLIC_PORT", 7002))
     # the book of a request without "symbol"; listed when the gateway starts
     default_symbol: str = field(default_factory=lambda: _env("MARKETLOG_DEFAULT_SYMBOL", "WOOD"))
@@ -84,6 +88,7 @@ class ChannelSettings:
     max_line: int = field(default_factory=lambda: _int("MARKETLOG_CHANNEL_MAX_LINE", 4096))
     rate: float = field(default_factory=lambda: _float("MARKETLOG_CHANNEL_RATE", 1000.0))
     burst: float = field(default_factory=lambda: _float("MARKETLOG_CHANNEL_BURST", 2000.0))
+    # an idle public connection is sent a heartbeat this often (the private one: private_heartbeat)
     heartbeat: float = field(default_factory=lambda: _float("MARKETLOG_CHANNEL_HEARTBEAT", 5.0))
     idle_timeout: float = field(
         default_factory=lambda: _float("MARKETLOG_CHANNEL_IDLE_TIMEOUT", 3600.0)

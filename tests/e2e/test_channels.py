@@ -241,3 +241,48 @@ def test_login_with_an_api_key_and_cancel_on_disconnect(system):
         assert brief(feed.until(public)) == ("bid", 3.5, 0)  # cancelled when it left
     finally:
         feed.close()
+
+
+def test_a_logged_in_account_cancels_an_order_of_its_earlier_connection(system):
+    made = httpx.post(
+        system.http_url + "/accounts",
+        json={"balance": "1000"},
+        headers={"Authorization": f"Bearer {system.admin_key}"},
+    )
+    key = made.json()["api_key"]
+    first = LineClient(system.private_port)
+    try:
+        first.send({"message": "login", "apiKey": key})
+        assert first.recv()["message"] == "login"
+        first.send(order(31, "BUY", 2.5, 10))
+        first.send(order(32, "BUY", 2.5, 20))
+        assert [fill(m) for m in first.take(2, report)] == [
+            (31, "NEW", None, None),
+            (32, "NEW", None, None),
+        ]
+    finally:
+        first.close()  # cancel-on-disconnect is off: both orders stay open
+    second, stranger = LineClient(system.private_port), LineClient(system.private_port)
+    try:
+        second.send({"message": "login", "apiKey": key})
+        assert second.recv()["message"] == "login"
+        second.send({"message": "cancelOrder", "orderId": 31})
+        assert fill(second.until(report)) == (31, "CANCELED", None, 10)
+        second.send({"message": "cancelOrder", "orderId": 31})  # no longer open
+        again = second.until(lambda m: m.get("message") == "error")
+        assert again["orderId"] == 31
+        # a reused orderId is refused by the ledger, and a cancel of it still finds the order
+        second.send(order(32, "BUY", 2.5, 1))
+        refused = second.until(lambda m: m.get("message") == "error")
+        assert refused["orderId"] == 32 and "used before" in refused["error"]
+        second.send({"message": "cancelOrder", "orderId": 32})
+        assert fill(second.until(report)) == (32, "CANCELED", None, 20)
+        second.send({"message": "cancelOrder", "orderId": 33})
+        unknown = second.until(lambda m: m.get("message") == "error")
+        assert unknown["orderId"] == 33 and "unknown orderId" in unknown["error"]
+        # another account's connection does not see them
+        stranger.send({"message": "cancelOrder", "orderId": 32})
+        assert "unknown orderId" in stranger.until(lambda m: m.get("message") == "error")["error"]
+    finally:
+        second.close()
+        stranger.close()

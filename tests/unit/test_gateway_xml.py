@@ -237,3 +237,33 @@ def test_attribute_values_are_escaped():
 
 def test_seconds_from_micros():
     assert reply.seconds(1_700_000_000_999_999) == 1_700_000_000
+
+
+def test_the_parser_builds_what_elementtree_builds():
+    # namespaced names as {uri}tag: not a request of this protocol
+    with pytest.raises(RequestError, match=r"unknown request <\{urn:x\}transactions>"):
+        parse_request(b'<transactions xmlns="urn:x" id="1"/>')
+    # comments and processing instructions dropped, character references resolved
+    request = parse_request(
+        b'<create><!-- c --><?pi x?><symbol sym="&#88;"><account id="1">&#53;<!-- c -->'
+        b"</account></symbol></create>"
+    )
+    assert request.items == (AddShares("X", "1", 500),)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'<!DOCTYPE a SYSTEM "http://example.com/a.dtd"><create/>',
+        b'<!DOCTYPE a PUBLIC "-//x//y" "file:///etc/passwd"><create/>',
+        b"<!DOCTYPE create><create/>",
+    ],
+)
+def test_any_dtd_is_forbidden_before_it_is_read(body):
+    with pytest.raises(RequestError, match=r"forbidden XML: DTDForbidden \(no DTDs or entities\)"):
+        parse_request(body)
+
+
+def test_an_undefined_entity_is_malformed():
+    with pytest.raises(RequestError, match="malformed XML: undefined entity"):
+        parse_request(b"<create>&e;</create>")

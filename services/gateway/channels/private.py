@@ -7,7 +7,10 @@ as an ordinary CreateAccount and IssueShares in the log). Every report comes fro
 decisions on account.events, in log order: NEW (OrderAccepted), FILL (OrderFilled, both sides of
 every match reach their own connections), CANCELED (OrderClosed). A refused command is an
 ``error`` naming the orderId. The client's orderId is the order's client_order_id in the log, so it
-is scoped to the account and a reused one is refused.
+is scoped to the account and a reused one is refused; a logged-in connection cancels by orderId an
+open order the account placed before it (on an earlier connection, or another surface), found in
+the projection after the account's writes. A connection sent nothing for
+``MARKETLOG_CHANNEL_HEARTBEAT_S`` is sent ``{"message":"heartbeat"}`` (one sweep per server).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from .wire_lines import LineConnection, LineServer
 
 log = logging.getLogger(__name__)
 CLOSED = ACCOUNT + "OrderClosed"
+HEARTBEAT = wire.render({"message": "heartbeat"})
+PAGE = 500  # open orders read per query when looking an earlier orderId up
 
 
 class Refused(Exception):
@@ -45,7 +50,9 @@ def _granted(event: Event) -> Event:
 
 class PrivateServer(LineServer):
     def __init__(self, desk: Desk, settings: ChannelSettings) -> None:
-        super().__init__(settings, settings.private_port, "private")
+        super().__init__(
+            settings, settings.private_port, "private", settings.private_heartbeat, HEARTBEAT
+        )
         self.desk = desk
         self.cash = parse_cash(settings.cash)
         self.shares = parse_qty(settings.shares)
@@ -84,6 +91,7 @@ class PrivateConnection(LineConnection):
         self.desk = server.desk
         self.session = Session()
         self.account: str | None = None
+        self.logged_in = False  # the account may have orders from before this connection
         self.cancel_on_disconnect = server.settings.cancel_on_disconnect
         self._opening: asyncio.Future | None = None
         self._decisions = contextlib.ExitStack()
@@ -108,7 +116,7 @@ class PrivateConnection(LineConnection):
                     wire.render({"message": "cancelOnDisconnect", "enabled": request.enabled})
                 )
             else:
-                self.send(wire.render({"message": "heartbeat"}))
+                self.send(HEARTBEAT)
         except wire.WireError as exc:
             self.send(wire.error(exc.message, exc.order_id))
 
@@ -133,17 +141,56 @@ class PrivateConnection(LineConnection):
 
     async def _cancel(self, request: wire.CancelOrder) -> None:
         oid = request.order_id
-        placed = self.orders.get(oid)
-        if placed is None or self.account is None:
-            raise wire.WireError(f"unknown orderId {oid}", oid)
-        try:
-            async with asyncio.timeout(self.desk.projection_timeout):
-                exchange_id = await asyncio.shield(placed)
-        except TimeoutError:
-            raise wire.WireError(f"orderId {oid} is not accepted yet", oid) from None
-        if exchange_id is None:
-            raise wire.WireError(f"orderId {oid} was refused", oid)
+        exchange_id = await self._exchange_id(oid)
+        assert self.account is not None
         self._answered(oid, self.desk.cancel_order(self.account, exchange_id, self.session))
+
+    async def _exchange_id(self, oid: int) -> int:
+        """The exchange's id of the account's order ``oid``: one this connection placed or heard
+        accepted, else (logged in) an open one the account placed before this connection."""
+        placed = self.orders.get(oid)
+        if self.account is None or (placed is None and not self.logged_in):
+            raise wire.WireError(f"unknown orderId {oid}", oid)
+        if placed is not None:
+            try:
+                async with asyncio.timeout(self.desk.projection_timeout):
+                    exchange_id = await asyncio.shield(placed)
+            except TimeoutError:
+                raise wire.WireError(f"orderId {oid} is not accepted yet", oid) from None
+            if exchange_id is not None:
+                return exchange_id
+            if not self.logged_in:
+                raise wire.WireError(f"orderId {oid} was refused", oid)
+        found = await self._earlier(oid)  # a refused reuse of an earlier orderId lands here too
+        if found is None:
+            if placed is not None:
+                raise wire.WireError(f"orderId {oid} was refused", oid)
+            raise wire.WireError(f"unknown orderId {oid}: no open order of this account", oid)
+        return found
+
+    async def _earlier(self, oid: int) -> int | None:
+        """The open order of the account whose client_order_id is ``oid``, as the projection
+        shows it after this connection's and this gateway's answered writes; it becomes this
+        connection's (its FILL and CANCELED reports come here from now on)."""
+        account, text, before = self.account, str(oid), None
+        assert account is not None
+        while True:
+            try:
+                rows = await self.desk.orders(account, self.session, "open", None, PAGE, before)
+            except TimeoutError as exc:  # ProjectionTimeout
+                raise wire.WireError(f"orderId {oid} could not be looked up: {exc}", oid) from None
+            row = next((r for r in rows if r["client_order_id"] == text), None)
+            if row is not None:
+                break
+            if len(rows) < PAGE:
+                return None
+            before = rows[-1]["order_id"]
+        exchange_id = row["order_id"]
+        self.client_ids.setdefault(exchange_id, (oid, row["symbol"]))
+        self.live.add(exchange_id)
+        known = self.orders[oid] = asyncio.get_running_loop().create_future()  # was none/refused
+        known.set_result(exchange_id)
+        return exchange_id
 
     async def _login(self, request: wire.Login) -> None:
         if self.account is not None or self._opening is not None:
@@ -154,6 +201,7 @@ class PrivateConnection(LineConnection):
         if account is None:
             raise wire.WireError("unknown apiKey")
         self._trade_as(account)
+        self.logged_in = True
         self.send(wire.render({"message": "login", "account": account}))
 
     # -- the account -------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The asyncio shell both JSON-lines channels share: accept connections (bounded), read lines
 (bounded: an over-long line is refused and skipped), rate-limit them, write lines (a reader that
-leaves too much unread is dropped)."""
+leaves too much unread is dropped), and, for a server given a heartbeat line and interval, send it
+to every connection that has been sent nothing for that long: one periodic sweep over the
+server's connections, no task or timer per connection."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ class LineConnection:
         self.lines = wire.LineSplitter(settings.max_line)
         self.bucket = TokenBucket.full(settings.rate, settings.burst, time.monotonic())
         self.closed = False
+        self.last_sent = time.monotonic()  # when a line was last written (the heartbeat's clock)
 
     async def run(self) -> None:
         while not self.closed:
@@ -70,6 +73,7 @@ class LineConnection:
             transport.abort()
             return
         self.writer.write(line)
+        self.last_sent = time.monotonic()
 
     async def drain(self) -> None:
         with contextlib.suppress(ConnectionError, OSError):
@@ -81,12 +85,25 @@ class LineConnection:
 
 
 class LineServer:
-    """A TCP server of ``LineConnection``s of one kind."""
+    """A TCP server of ``LineConnection``s of one kind.
 
-    def __init__(self, settings: ChannelSettings, port: int, name: str) -> None:
+    ``heartbeat`` seconds > 0: a connection sent nothing for that long is sent ``heartbeat_line``
+    (by one sweep every quarter of the interval, at most every second: it arrives after between
+    ``heartbeat`` and ``heartbeat`` + min(``heartbeat`` / 4, 1 s) of silence)."""
+
+    def __init__(
+        self,
+        settings: ChannelSettings,
+        port: int,
+        name: str,
+        heartbeat: float = 0.0,
+        heartbeat_line: bytes = b"",
+    ) -> None:
         self.settings, self.port, self.name = settings, port, name
+        self.heartbeat, self.heartbeat_line = heartbeat, heartbeat_line
         self.connections: set[LineConnection] = set()
         self.server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task | None = None
 
     def connection(self, reader, writer) -> LineConnection:
         raise NotImplementedError
@@ -100,8 +117,35 @@ class LineServer:
             )
         except OSError as exc:
             log.error("the %s channel is not listening on port %d: %s", self.name, self.port, exc)
+            return
+        if self.heartbeat > 0 and self.heartbeat_line:
+            self._sweeper = asyncio.create_task(self._sweeping(), name=f"{self.name}-heartbeats")
+
+    @property
+    def bound_port(self) -> int | None:
+        """The port listened on (the setting's, or the one the OS chose for port 0)."""
+        if self.server is None or not self.server.sockets:
+            return None
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _sweeping(self) -> None:
+        period = min(self.heartbeat / 4, 1.0)
+        while True:
+            await asyncio.sleep(period)
+            due = time.monotonic() - self.heartbeat
+            for conn in list(self.connections):
+                if conn.last_sent <= due:
+                    try:
+                        conn.send(self.heartbeat_line)  # sets last_sent: the next a beat later
+                    except Exception:  # one broken connection must not stop everyone's beats
+                        log.exception("%s channel: a heartbeat failed", self.name)
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         if self.server is not None:
             self.server.close()
             for conn in list(self.connections):

@@ -1,11 +1,20 @@
-"""Answering one XML request: parse the body, ask the desk, render the ``<results>`` document.
+"""Answering XML requests: parse a body, append its commands, then render its ``<results>``.
 
-``<create>`` children run one after another (an account created by one child exists for the
-next). ``<transactions>`` children are appended in request order without waiting for each
-decision (the ledger decides them in that order anyway). An ``<order>`` is answered once it has
-been matched and every settlement of its match is decided (its fills, its refund, its
-counterparties' proceeds). A ``<query>`` first waits for every earlier child's answer, then for
-the projection to show every decision any answer of this gateway has reflected.
+A request is answered in two halves, so a connection can pipeline its requests (``server``):
+``parse``, then ``start`` appends its commands at once, in request order, and returns its reply
+(``bytes``) or what makes it (a ``Later``, awaited in turn: the connection awaits each request's
+``Later`` only after every earlier request of the connection is answered). Hence:
+
+- ``<transactions>`` children are appended in request order without waiting for each decision
+  (the ledger decides them in that order anyway), and a connection's requests in arrival order.
+- An ``<order>`` is answered once it has been matched and every settlement of its match is decided
+  (its fills, its refund, its counterparties' proceeds).
+- A ``<query>`` (and a ``<cancel>``'s read of the order's earlier fills) first waits for every
+  earlier child of the connection to be answered, earlier requests' included, then for the
+  projection to show every decision any answer of this gateway has reflected.
+- ``<create>`` children run one after another (an account created by one child exists for the
+  next); ``start`` runs the whole request before it returns, and the connection starts a
+  ``<create>`` only once every earlier request is answered and the next request only after it.
 """
 
 from __future__ import annotations
@@ -47,15 +56,64 @@ UNKNOWN_ORDER = "unknown order id for this account"
 FAILURES = (DecisionTimeout, AppendError, ProjectionTimeout)
 
 
-async def answer(desk: Desk, body: bytes, session: Session, max_elements: int) -> bytes:
-    """The reply document to one request body; never raises for bad input."""
+Request = CreateRequest | TransactionsRequest
+
+
+class Later:
+    """A request's reply once its children are answered: awaiting it answers them one after
+    another, in request order (await it after every earlier request's reply). Its commands were
+    appended when it was made; ``close`` drops it unawaited (the gateway stops)."""
+
+    __slots__ = ("account", "children", "desk", "session")
+
+    def __init__(self, desk: Desk, account: str, session: Session, children: list) -> None:
+        self.desk, self.account, self.session = desk, account, session
+        # each an Answer already, or (the child, its decision's awaitable; None for a query)
+        self.children = children
+
+    def __await__(self):
+        return self._answers().__await__()
+
+    async def _answers(self) -> bytes:
+        desk, account, session = self.desk, self.account, self.session
+        answers: list[Answer] = []
+        for child in self.children:
+            if type(child) is not tuple:
+                answers.append(child)
+                continue
+            item, decision = child
+            if decision is None:  # every earlier child is answered and noted by now
+                answers.append(await _query(desk, account, item, session))
+            else:
+                answers.append(await _finish(desk, account, item, decision, session))
+        return document(answers)
+
+    def close(self) -> None:
+        for child in self.children:
+            if type(child) is tuple and asyncio.iscoroutine(child[1]):
+                child[1].close()
+
+
+# a request's reply, or what makes it
+Pending = bytes | Later
+
+
+def parse(body: bytes, max_elements: int) -> Request | bytes:
+    """The request in a body, or the error document that answers it."""
     try:
-        request = parse_request(body, max_elements)
+        return parse_request(body, max_elements)
     except RequestError as exc:
         return document_error(str(exc))
+
+
+async def start(desk: Desk, request: Request, session: Session) -> Pending:
+    """Append the request's commands now, in request order; its reply, or what makes it.
+
+    A ``<create>`` runs whole here (its children one after another): call it only once every
+    earlier request of the connection is answered."""
     if isinstance(request, CreateRequest):
         return document([await _create(desk, item, session) for item in request.items])
-    return document(await _transactions(desk, request, session))
+    return await _transactions(desk, request, session)
 
 
 def _why(event: Event) -> str:
@@ -101,36 +159,38 @@ async def _add_shares(desk: Desk, item: AddShares, session: Session) -> Answer:
 
 
 # -- <transactions> ------------------------------------------------------------------------------
-async def _transactions(desk: Desk, request: TransactionsRequest, session: Session) -> list[Answer]:
+async def _transactions(desk: Desk, request: TransactionsRequest, session: Session) -> Pending:
     account = request.account
     if account is None:
-        return [Refused(i.attrs, i.message) for i in request.items if isinstance(i, Rejected)]
+        return document(
+            [Refused(i.attrs, i.message) for i in request.items if isinstance(i, Rejected)]
+        )
     try:
         known = await desk.has_account(account)
     except ProjectionTimeout as exc:
-        return [Refused(i.attrs, str(exc)) for i in request.items]
+        return document([Refused(i.attrs, str(exc)) for i in request.items])
     if not known:
-        return [Refused(i.attrs, f"unknown account {account}") for i in request.items]
-    answers: list[asyncio.Future[Answer]] = []
-    for item in request.items:
-        answers.append(await _start(desk, account, item, session, list(answers)))
-    return list(await asyncio.gather(*answers))
+        return document([Refused(i.attrs, f"unknown account {account}") for i in request.items])
+    children = [await _start(desk, account, item, session) for item in request.items]
+    if all(type(child) is not tuple for child in children):
+        return document(children)
+    return Later(desk, account, session, children)
 
 
 async def _start(
-    desk: Desk, account: str, item: TransactionItem, session: Session, earlier: list
-) -> asyncio.Future[Answer]:
-    """Append the child's command now; return what finishes its answer."""
+    desk: Desk, account: str, item: TransactionItem, session: Session
+) -> Answer | tuple[TransactionItem, Awaitable[Event] | None]:
+    """Append the child's command now; its answer, or the child and its decision's awaitable."""
     if isinstance(item, Rejected):
-        return _done(Refused(item.attrs, item.message))
+        return Refused(item.attrs, item.message)
     if isinstance(item, Query):
-        return asyncio.ensure_future(_query(desk, account, item, session, earlier))
+        return (item, None)
     if isinstance(item, Order):
         try:
             if not await desk.has_symbol(item.symbol):
-                return _done(Refused(item.attrs, f"unknown symbol {item.symbol}"))
+                return Refused(item.attrs, f"unknown symbol {item.symbol}")
         except ProjectionTimeout as exc:
-            return _done(Refused(item.attrs, str(exc)))
+            return Refused(item.attrs, str(exc))
         side = "BUY" if item.qty > 0 else "SELL"
         # the original semantics: no self-trade prevention on this surface. An order is
         # answered once matched and settled, as every server of this protocol does: the
@@ -140,13 +200,7 @@ async def _start(
     else:
         decision = desk.cancel_order(account, item.order_id, session)
     # appended now, in request order; a failed write fails the decision
-    return asyncio.ensure_future(_finish(desk, account, item, decision, session))
-
-
-def _done(answer: Answer) -> asyncio.Future[Answer]:
-    future = asyncio.get_running_loop().create_future()
-    future.set_result(answer)
-    return future
+    return (item, decision)
 
 
 async def _finish(
@@ -168,8 +222,7 @@ async def _finish(
     return Cancellation(item.order_id, event.record["qty"], event.record["envelope"]["ts"], view)
 
 
-async def _query(desk: Desk, account: str, item: Query, session: Session, earlier: list) -> Answer:
-    await asyncio.gather(*earlier)  # every earlier child decided and noted in the session
+async def _query(desk: Desk, account: str, item: Query, session: Session) -> Answer:
     try:
         view = await desk.order(account, item.order_id, session)
     except FAILURES as exc:

@@ -6,6 +6,7 @@ shares in ``<open>``/``<canceled>`` positive for both sides, times in epoch seco
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
@@ -46,10 +47,15 @@ def seconds(ts_micros: int) -> int:
 
 
 _ATTR = {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}
+_SPECIAL = re.compile(r'[&<>"\n\r\t]')
+
+
+def _attr(value: str) -> str:
+    return escape(value, _ATTR) if _SPECIAL.search(value) else value
 
 
 def _element(tag: str, attrs: Attrs, body: str | None = None) -> str:
-    text = "".join(f' {name}="{escape(value, _ATTR)}"' for name, value in attrs)
+    text = "".join(f' {name}="{_attr(value)}"' for name, value in attrs)
     if body is None:
         return f"<{tag}{text}/>"
     return f"<{tag}{text}>{body}</{tag}>"

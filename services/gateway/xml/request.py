@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from xml.etree.ElementTree import Element, ParseError
-
-import defusedxml.ElementTree as safe_xml
-from defusedxml import DefusedXmlException
+from xml.etree.ElementTree import Element, TreeBuilder
+from xml.parsers import expat
 
 from services.common.money import AmountError, parse_cash, parse_price, parse_qty
 
@@ -104,15 +102,55 @@ def parse_request(body: bytes, max_elements: int = 1000) -> Request:
     raise RequestError(f"unknown request <{_tag(root)}>: expected <create> or <transactions>")
 
 
+class _Forbidden(Exception):
+    """A DTD, an entity declaration or an external reference: refused as soon as expat meets it."""
+
+
+def _forbid(what: str):
+    def refuse(*_) -> None:
+        raise _Forbidden(what)
+
+    return refuse
+
+
+_REFUSE_DTD = _forbid("DTDForbidden")
+_REFUSE_ENTITY = _forbid("EntitiesForbidden")
+_REFUSE_EXTERNAL = _forbid("ExternalReferenceForbidden")
+
+
 def _parse_xml(body: bytes) -> Element:
+    """The document's element tree, as ElementTree builds it (namespaced names as ``{uri}tag``,
+    comments and processing instructions dropped), refusing what defusedxml's ``forbid_dtd``
+    refuses: any DTD (so no entity can be declared), entity declarations, external references.
+    expat directly with the C TreeBuilder: defusedxml's pure-Python parser took twice as long."""
+    builder = TreeBuilder()
+    parser = expat.ParserCreate(None, "}")
+    parser.buffer_text = True
+    parser.StartDoctypeDeclHandler = _REFUSE_DTD
+    parser.EntityDeclHandler = _REFUSE_ENTITY
+    parser.UnparsedEntityDeclHandler = _REFUSE_ENTITY
+    parser.ExternalEntityRefHandler = _REFUSE_EXTERNAL
+    start = builder.start
+
+    def start_element(tag: str, attrib: dict[str, str]) -> None:
+        if "}" in tag:
+            tag = "{" + tag
+        if attrib and any("}" in name for name in attrib):
+            attrib = {("{" + k if "}" in k else k): v for k, v in attrib.items()}
+        start(tag, attrib)
+
+    parser.StartElementHandler = start_element
+    parser.EndElementHandler = builder.end
+    parser.CharacterDataHandler = builder.data
     try:
-        return safe_xml.fromstring(body, forbid_dtd=True)
-    except DefusedXmlException as exc:
-        raise RequestError(f"forbidden XML: {type(exc).__name__} (no DTDs or entities)") from exc
-    except ParseError as exc:
-        raise RequestError(f"malformed XML: {exc}") from exc
+        parser.Parse(body, True)
+    except _Forbidden as exc:
+        raise RequestError(f"forbidden XML: {exc} (no DTDs or entities)") from None
+    except expat.ExpatError as exc:
+        raise RequestError(f"malformed XML: {exc}") from None
     except (ValueError, LookupError) as exc:  # e.g. an unknown encoding in the declaration
         raise RequestError(f"unreadable XML: {exc}") from exc
+    return builder.close()
 
 
 def _tag(element: Element) -> str:
