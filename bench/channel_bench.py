@@ -221,9 +221,9 @@ def run(env) -> dict:
     found["cpu_us_per_order"] = per_order
     found["cpu_us_per_order_total"] = round(sum(per_order.values()), 1)
     found["vm_cores"] = cpu.vm
-    rates = (env.results.get("e2e_bench") or {}).get("max_sustained_per_s", {})
-    xml = rates.get(f"xml ({TOPOLOGY})", rates.get("xml"))  # surfaces are named per topology
-    found["xml_orders_per_s_same_run"] = xml
+    found["xml_surface_same_run"], found["xml_orders_per_s_same_run"] = xml_same_run(
+        env.results.get("e2e_bench")
+    )
     found["headline"] = {
         "orders_per_s": found["orders_per_s"],
         "p99_ms": found["latency_ms"]["p99"],
@@ -233,12 +233,27 @@ def run(env) -> dict:
     return found
 
 
+def xml_same_run(e2e: dict | None) -> tuple[str | None, int | None]:
+    """The XML rate e2e_bench sustained in this run: of this suite's topology if it swept it
+    (its surfaces are named ``xml (engine)``, ``xml (split)``; one it only measured at the
+    reference rate shows 0), else the best XML surface it swept; (None, None) if it did not run."""
+    rates = (e2e or {}).get("max_sustained_per_s", {})
+    swept = {s: r for s, r in rates.items() if s.split(" ")[0] == "xml" and r}
+    same = f"xml ({TOPOLOGY})"
+    if same in swept:
+        return same, swept[same]
+    if swept:
+        best = max(swept, key=swept.__getitem__)
+        return best, swept[best]
+    return None, None
+
+
 def summary(f: dict) -> str:
     lat = ", ".join(f"{k} {v}" for k, v in f["latency_ms"].items())
     cpu = ", ".join(
         f"{k} {v}" for k, v in sorted(f["cpu_us_per_order"].items(), key=lambda kv: -kv[1])
     )
-    xml = f["xml_orders_per_s_same_run"]
+    xml, surface = f["xml_orders_per_s_same_run"], f.get("xml_surface_same_run")
     vm = f["vm_cores"]
     return "\n".join(
         [
@@ -254,7 +269,7 @@ def summary(f: dict) -> str:
             f"CPU µs per order: {cpu} (total {f['cpu_us_per_order_total']}); VM busy/steal (peak) "
             f"{vm['busy']}/{vm['steal']} ({vm['steal_peak']}) cores",
             "",
-            f"XML orders/s sustained in the same run (e2e_bench, {f['topology']}): "
-            + (str(xml) if xml is not None else "not run"),
+            "XML orders/s sustained in the same run (e2e_bench): "
+            + (f"{xml} ({surface})" if xml is not None else "not run or nothing sustained"),
         ]
     )

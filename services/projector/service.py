@@ -9,6 +9,11 @@ fenced anyway: its start offsets were never stored) and the consumer re-seeks ev
 the offsets PostgreSQL holds. On assignment partitions are sought to those offsets too.
 ``rebuild`` runs the same steps over every partition from offset zero into a side schema and swaps
 it in once it reaches the end of the log.
+
+The tables are UNLOGGED (migration 0004): a PostgreSQL crash empties them, offsets included. A
+projector with work to do finds out at its next batch (fenced: the stored offsets are not where
+it started, so it re-seeks to them, i.e. to zero); an idle one checks every ``IDLE_CHECK_SECONDS``
+that the stored offsets are still where it left them, so it replays even if no record arrives.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ log = logging.getLogger(__name__)
 
 GROUP = "projector"
 MAX_DB_FAILURES = 5  # consecutive failed batches before the process gives up
+IDLE_CHECK_SECONDS = 1.0  # idle: how often to check that the stored offsets are still ours
 Key = tuple[str, int]  # (topic, partition)
 
 
@@ -141,6 +147,7 @@ class Projector:
         self.submitted = 0  # records handed to the writer
         self.reseeks = 0  # times the writer failed and the consumer went back
         self._stopping = False
+        self._idle_check = 0.0  # monotonic time of the next idle check
 
     def stop(self, *_: object) -> None:
         self._stopping = True
@@ -171,7 +178,8 @@ class Projector:
         try:
             while not self._stopping:
                 records = self.consumer.consume(self.batch_records, self.batch_seconds)
-                self.step(records)
+                if self.step(records) == 0 and not records:
+                    self._check_idle()
             self.writer.sync()
             self._check_writer()
         finally:
@@ -179,9 +187,7 @@ class Projector:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.writer.sync()  # whatever was in flight is written before positions are re-read
-        stored = store.stored_offsets(
-            self.conn, self.group, [(p.topic, p.partition) for p in partitions]
-        )
+        stored = self._stored_offsets([(p.topic, p.partition) for p in partitions])
         self.position.update(stored)
         consumer.assign([TopicPartition(t, p, o) for (t, p), o in sorted(stored.items())])
         self.settings.mark_ready(GROUP)
@@ -276,14 +282,61 @@ class Projector:
         if self.writer.failures >= MAX_DB_FAILURES:
             raise ProjectorError(f"giving up after {self.writer.failures} failed batches")
         time.sleep(0.2 * self.writer.failures)
-        if self.conn.broken:
-            self.conn = schema.connect(self.settings.database_url, self.target)
-        stored = store.stored_offsets(self.conn, self.group, list(self.position))
+        try:
+            stored = self._stored_offsets()
+        except psycopg.OperationalError as exc:  # still down: try again at the next step
+            self.writer.failures += 1  # the writer is idle: it skips jobs until resume()
+            self.writer.failure = f"database: {exc}"
+            return True
+        self._seek(stored)
+        self.writer.resume()
+        return True
+
+    def _stored_offsets(self, keys: list[Key] | None = None) -> dict[Key, int]:
+        """The stored offsets of `keys` (default: the owned partitions), on a fresh connection
+        if the database went away under this one (a restart: a connection only finds out when
+        it is used)."""
+        keys = list(self.position) if keys is None else keys
+        try:
+            return store.stored_offsets(self.conn, self.group, keys)
+        except psycopg.OperationalError:
+            if not self.conn.broken:
+                raise
+        self.conn = schema.connect(self.settings.database_url, self.target)
+        return store.stored_offsets(self.conn, self.group, keys)
+
+    def _seek(self, stored: dict[Key, int]) -> None:
         for key, offset in stored.items():
             self.position[key] = offset
             self.consumer.seek(TopicPartition(key[0], key[1], offset))
-        self.writer.resume()
-        return True
+
+    def _check_idle(self) -> None:
+        """Nothing to consume: once a second, check that the stored offsets are where this
+        projector left them, with everything it submitted written. They are not after a
+        PostgreSQL crash, which empties the unlogged tables and their offsets (then this
+        re-seeks to zero and replays), or after a rebuild's swap (fencing would also catch that,
+        but only at the next record)."""
+        now = time.monotonic()
+        if now < self._idle_check or not self.position:
+            return
+        self._idle_check = now + IDLE_CHECK_SECONDS
+        self.writer.sync()
+        if self._check_writer():
+            return
+        try:
+            stored = self._stored_offsets()
+        except psycopg.OperationalError as exc:  # down: the next check, or batch, tries again
+            log.warning("cannot read the stored offsets: %s", exc)
+            return
+        moved = {k: (self.position[k], o) for k, o in stored.items() if o != self.position[k]}
+        if moved:
+            log.warning(
+                "stored offsets moved under an idle projector (PostgreSQL crashed and emptied"
+                " the unlogged tables, or a rebuild was swapped in); re-seeking: %s",
+                ", ".join(f"{t}[{p}] {a}->{b}" for (t, p), (a, b) in sorted(moved.items())),
+            )
+            self.reseeks += 1
+            self._seek(stored)
 
     # -- rebuild --------------------------------------------------------------------------------
     def catch_up(self) -> int:

@@ -3,7 +3,8 @@
 Append-only tables (audit_log, audit_entries, executions, trades, new orders, accounts) take their
 rows through binary COPY, the cheapest path for many rows (measured: about 1.3 µs of Python per
 row against 3 µs for text COPY and 5 µs for binary ``unnest`` arrays); the applied offsets make
-each record's rows arrive exactly once, so their primary keys only ever catch bugs. Tables
+each record's rows arrive exactly once, so as constraints their primary keys only ever catch bugs
+(audit_log, which no query reads by key, has none: migration 0004; the others serve reads). Tables
 updated in place (one row per key, the batch being folded already) are merged with one statement
 each from ``unnest`` arrays, so each row is found by its key (``UPDATES`` says why not staging
 tables).
