@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 KAFKA_LIBS := .cache/kafka/libs
 
-.PHONY: help deps postgres-server run up down status test test-unit test-integration test-e2e simulate fuzz-http bench lint format clean distclean
+.PHONY: help deps postgres-server chromium run up down status test test-unit test-integration test-e2e simulate fuzz-http bench lint format clean distclean
 
 help:
 	@echo "make run    start Kafka, PostgreSQL and every service in the foreground (Ctrl-C stops)"
@@ -18,7 +18,7 @@ help:
 	@echo "make fuzz-http  schemathesis (all checks and phases) against the stack make up runs"
 	@echo "make clean  stop everything and drop all state (.state/)"
 
-deps: $(VENV)/.installed $(KAFKA_LIBS)/.complete postgres-server
+deps: $(VENV)/.installed $(KAFKA_LIBS)/.complete postgres-server chromium
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ postgres-server:
 	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null
+
+# The browser tests drive Debian's chromium through Playwright (no browser download).
+chromium:
+	@test -x /usr/bin/chromium || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@test -x /usr/bin/chromium
 
 run: deps
 	$(PY) -m infra run
