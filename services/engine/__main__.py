@@ -3,13 +3,9 @@ audit its log (verify.py). Settings come from the environment (services.common.c
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 
-from services.common.config import Settings
-from services.common.metrics import serve_metrics
-from services.common.processor import Processor
+from services.common.serve import serve_processor
 
 from .service import EngineCore
 
@@ -24,22 +20,13 @@ def main(argv: list[str]) -> int:
     if argv != ["serve"]:
         print(USAGE, file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    settings = Settings()
-    serve_metrics(settings)
-    env = os.environ.get
-    processor = Processor(
-        EngineCore(settings),
-        settings,
-        batch_records=int(env("MARKETLOG_ENGINE_BATCH_RECORDS", "2000")),
+    return serve_processor(
+        "engine",
+        EngineCore,
         # answers wait on this commit: no pacing beyond the commit gap
-        batch_interval=float(env("MARKETLOG_ENGINE_TXN_INTERVAL_MS", "0")) / 1000,
-        snapshot_records=int(env("MARKETLOG_ENGINE_SNAPSHOT_RECORDS", "50000")),
+        batch_records=2000,
+        txn_interval_ms=0,
     )
-    processor.run()
-    return 0
 
 
 if __name__ == "__main__":

@@ -44,6 +44,10 @@ class GatewaySettings:
     max_connections: int = field(
         default_factory=lambda: _int("MARKETLOG_XML_MAX_CONNECTIONS", 10_000)
     )
+    # requests of one XML connection read and not yet answered; past it the server stops reading
+    xml_max_inflight: int = field(
+        default_factory=lambda: max(1, _int("MARKETLOG_XML_MAX_INFLIGHT", 1000))
+    )
     # token buckets: requests per second and burst, per XML connection and per API key / IP
     conn_rate: float = field(default_factory=lambda: _float("MARKETLOG_XML_RATE", 200.0))
     conn_burst: float = field(default_factory=lambda: _float("MARKETLOG_XML_BURST", 400.0))

@@ -20,8 +20,8 @@ from operator import itemgetter
 from services.common.book_checksum import DEPTH, checksum
 from services.common.codec import Codec, CodecError, Envelope, keyed
 from services.common.config import Settings
-from services.common.metrics import serve_metrics
-from services.common.processor import Output, Processor
+from services.common.processor import Output
+from services.common.serve import serve_processor
 
 from .state import (
     BUY,
@@ -242,26 +242,13 @@ class MatcherCore:
         return MatcherPartition(self.codec, self.topics, Matcher.restore(state), self.every)
 
 
-def processor(settings: Settings) -> Processor:
-    """The EOS loop with the matcher's batch and snapshot settings (env overrides for tests)."""
-    env = os.environ.get
-    return Processor(
-        MatcherCore(settings),
-        settings,
+def serve() -> int:
+    return serve_processor(
+        "matcher",
+        MatcherCore,
         # big batches under backlog
-        batch_records=int(env("MARKETLOG_MATCHER_BATCH_RECORDS", "20000")),
+        batch_records=20_000,
         # a transaction at most every 40 ms under load (fills wait up to that; an idle matcher
         # starts at once): its CPU per order at 150 orders/s -40 % (docs/performance.md)
-        batch_interval=float(env("MARKETLOG_MATCHER_TXN_INTERVAL_MS", "40")) / 1000,
-        snapshot_records=int(env("MARKETLOG_MATCHER_SNAPSHOT_RECORDS", "50000")),
-        snapshot_seconds=float(env("MARKETLOG_MATCHER_SNAPSHOT_SECONDS", "30")),
+        txn_interval_ms=40,
     )
-
-
-def serve() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    settings = Settings()
-    serve_metrics(settings)
-    log.info("matcher %s starting on %s", settings.instance, settings.topic("match.commands"))
-    processor(settings).run()
-    return 0

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections import deque
 
@@ -34,15 +33,9 @@ from .request import CreateRequest
 
 log = logging.getLogger(__name__)
 
-MAX_INFLIGHT = 1000
 READ_LIMIT = 1 << 16
 # bytes written and not yet sent past which the answering task waits for the client to read
 WRITE_HIGH_WATER = 1 << 16
-
-
-def max_inflight_setting() -> int:
-    """Requests of one connection read and not yet answered: ``MARKETLOG_XML_MAX_INFLIGHT``."""
-    return max(1, int(os.environ.get("MARKETLOG_XML_MAX_INFLIGHT") or MAX_INFLIGHT))
 
 
 class XmlServer:
@@ -51,7 +44,7 @@ class XmlServer:
     ) -> None:
         self.desk = desk
         self.settings = settings
-        self.max_inflight = max_inflight if max_inflight is not None else max_inflight_setting()
+        self.max_inflight = max_inflight if max_inflight is not None else settings.xml_max_inflight
         self.connections = 0
         self.server: asyncio.Server | None = None
 
