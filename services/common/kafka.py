@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from confluent_kafka import KafkaError
+
 from .config import Settings
 
 # librdkafka's default partitioner differs from Java's; murmur2 makes key -> partition the same
@@ -52,3 +54,19 @@ def consumer_config(settings: Settings, group: str | None, **extra: Any) -> dict
         conf["group.instance.id"] = f"{conf['group.id']}-{settings.instance}"
     conf.update(extra)
     return conf
+
+
+class FatalErrors:
+    """A client's ``error_cb``: remembers a fatal error so the service loop can end the process.
+
+    librdkafka reports some fatal consumer errors only through this callback, not through
+    consume() — e.g. a static member fenced after the broker came back (found by bench/chaos.py:
+    the matcher lived on without a working consumer). A loop looks at ``error`` every turn; the
+    process then exits non-zero and its supervisor starts a fresh one, which rejoins at once."""
+
+    def __init__(self) -> None:
+        self.error: KafkaError | None = None
+
+    def __call__(self, error: KafkaError) -> None:
+        if error.fatal() or error.code() == KafkaError._FATAL:
+            self.error = self.error or error

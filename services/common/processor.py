@@ -36,7 +36,7 @@ from confluent_kafka import (
 
 from .codec import Codec
 from .config import Settings
-from .kafka import consumer_config, producer_config
+from .kafka import FatalErrors, consumer_config, producer_config
 from .metrics import ProcessorMetrics
 from .reader import read_to_end
 
@@ -106,7 +106,8 @@ class Processor:
         self.snapshot_seconds = snapshot_seconds
         self.codec = Codec()
         self.metrics = ProcessorMetrics(core.name)
-        self.consumer = Consumer(consumer_config(settings, core.name))
+        self.fatal = FatalErrors()
+        self.consumer = Consumer(consumer_config(settings, core.name, error_cb=self.fatal))
         self.producer = Producer(producer_config(settings, f"{core.name}-{settings.instance}"))
         self.live: dict[int, _Live] = {}
         self._partitions = 0
@@ -133,6 +134,8 @@ class Processor:
         first = last = 0.0
         try:
             while not self._stopping and not self._reached(target):
+                if self.fatal.error is not None:  # reported only to error_cb
+                    raise FatalError(str(self.fatal.error))
                 batch = self._next_batch()
                 if batch:
                     first = first or time.monotonic()

@@ -7,8 +7,10 @@ benchmarks tune them; the defaults each service passes suit production).
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
+import signal
 from collections.abc import Callable
 
 from .config import Settings
@@ -29,6 +31,7 @@ def serve_processor(
 ) -> int:
     """Run `core` in the EOS loop until stopped. `name` prefixes the knobs and names the log."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: stacks to the log
     settings = Settings()
     serve_metrics(settings)
 

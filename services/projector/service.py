@@ -29,7 +29,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from services.common.codec import Codec
 from services.common.config import Settings
-from services.common.kafka import consumer_config
+from services.common.kafka import FatalErrors, consumer_config
 from services.common.metrics import ProcessorMetrics
 from services.common.reader import EndWatch, end_reader
 
@@ -166,8 +166,9 @@ class Projector:
         if applied:
             log.info("migrations applied: %s", ", ".join(applied))
         self.writer.start()
+        fatal = FatalErrors()
         self.consumer = Consumer(
-            consumer_config(self.settings, GROUP, **{"enable.partition.eof": True})
+            consumer_config(self.settings, GROUP, error_cb=fatal, **{"enable.partition.eof": True})
         )
         self.consumer.subscribe(
             list(self.sources),
@@ -177,6 +178,8 @@ class Projector:
         )
         try:
             while not self._stopping:
+                if fatal.error is not None:
+                    raise ProjectorError(str(fatal.error))
                 records = self.consumer.consume(self.batch_records, self.batch_seconds)
                 if self.step(records) == 0 and not records:
                     self._check_idle()

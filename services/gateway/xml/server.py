@@ -75,6 +75,8 @@ class XmlServer:
             await Connection(self, reader, writer).run()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:  # the server stops: end quietly (asyncio would log it)
+            pass
         except Exception:
             log.exception("XML connection failed")
         finally:
