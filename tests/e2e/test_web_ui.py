@@ -58,12 +58,19 @@ def new_symbol(http, system, holder: str, qty: str) -> str:
     return symbol
 
 
-def watch_urls(tab: Page) -> list[str]:
-    """Every URL the page asks for, WebSockets included (the key must be in none)."""
+def watch(tab: Page) -> tuple[list[str], list[str]]:
+    """Every URL the page asks for, WebSockets included (the key must be in none), and every
+    script error or Content-Security-Policy violation (there must be none)."""
     urls: list[str] = []
+    problems: list[str] = []
     tab.on("request", lambda request: urls.append(request.url))
     tab.on("websocket", lambda ws: urls.append(ws.url))
-    return urls
+    tab.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    tab.on(
+        "console",
+        lambda msg: "Content Security Policy" in msg.text and problems.append(msg.text),
+    )
+    return urls, problems
 
 
 def open_page(tab: Page, system) -> None:
@@ -119,7 +126,7 @@ def test_trading_screen_orders_book_cancel_trade_and_errors(page: Page, system, 
     buyer, key = new_account(http, system, "10000")
     seller, seller_key = new_account(http, system, "0")
     symbol = new_symbol(http, system, seller, "100")
-    urls = watch_urls(page)
+    urls, problems = watch(page)
 
     open_page(page, system)
     figures = load_figures(page)
@@ -135,6 +142,22 @@ def test_trading_screen_orders_book_cancel_trade_and_errors(page: Page, system, 
     )
     twin = [str(int((Decimal(s) * 10_000).to_integral_value(ROUND_DOWN))) for s in samples]
     assert got == twin
+
+    # the chart's pure layout: the highest high at the top, the lowest low at the bottom, a
+    # rising candle's body from its open up to its close (the candles themselves come from
+    # GET /markets/{symbol}/candles: test_a_trade_draws_a_candle)
+    shape = page.evaluate(
+        """async () => { const c = await import('/web/chart.js');
+        const k = (open, high, low, close) => ({start: 0, interval: '1s', open, high, low, close,
+          volume: 1, vwap: close, trades: 1});
+        return c.layout([k('10', '12', '9.5', '11'), k('11', '11.5', '8', '8.25')], 640, 240); }"""
+    )
+    rising, falling = shape["bars"]
+    assert (shape["hiText"], shape["loText"]) == ("12", "8")
+    assert rising["wick"]["y1"] == shape["hiY"] and falling["wick"]["y2"] == shape["loY"]
+    assert rising["up"] and not falling["up"]
+    assert rising["body"]["y"] < rising["body"]["y"] + rising["body"]["h"] <= rising["wick"]["y2"]
+    assert falling["body"]["y"] + falling["body"]["h"] < shape["loY"]  # closed above the low
 
     # a wrong key: the API's 401, verbatim
     page.get_by_label("API key").fill("not-a-key")
@@ -196,6 +219,7 @@ def test_trading_screen_orders_book_cancel_trade_and_errors(page: Page, system, 
     expect(page.locator(row("#asks", "11.25", "7"))).to_have_count(1)
     shot(page, "trading.png")
     assert not [u for u in urls if key in u], "the API key must never be in a URL"
+    assert not problems
 
 
 def test_a_trade_draws_a_candle(page: Page, system, http):  # noqa: F811
@@ -227,7 +251,7 @@ def test_a_trade_draws_a_candle(page: Page, system, http):  # noqa: F811
 def test_day_trading_screen(page: Page, system, http, tmp_path: Path):  # noqa: F811
     account, key = new_account(http, system, "0")
     symbol = "".join(random.choices(string.ascii_uppercase, k=3))  # a day-trading symbol
-    urls = watch_urls(page)
+    urls, problems = watch(page)
     open_page(page, system)
     log_in(page, key, account)
     page.get_by_role("button", name="Day trading", exact=True).click()
@@ -301,3 +325,4 @@ def test_day_trading_screen(page: Page, system, http, tmp_path: Path):  # noqa: 
     log = etree.fromstring(saved.read_bytes())
     assert log.tag == "log" and len(log.findall("userCommand")) >= 10
     assert not [u for u in urls if key in u], "the API key must never be in a URL"
+    assert not problems
