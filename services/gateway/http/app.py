@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from ..config import GatewaySettings
 from ..desk import Desk
+from ..web import router as web_ui
 from . import account, admin, daytrade, errors, health, market, orders, streams
 from .auth import Auth
 
@@ -41,6 +42,7 @@ def create_app(desk: Desk, settings: GatewaySettings) -> FastAPI:
         app.include_router(room.router)
         if room is admin:
             app.include_router(daytrade.admin_router)
+    app.include_router(web_ui)  # the traders' page at / (services/gateway/web, docs/web.md)
     return app
 
 

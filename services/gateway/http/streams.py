@@ -1,8 +1,11 @@
 """WebSocket streams.
 
 /ws/orders: the caller's own order decisions (accepted, filled, closed, reduced, rejected) as they
-arrive on account.events. Authenticate with ``Authorization: Bearer <key>`` (or, for browsers,
-``?api_key=<key>``); a refused handshake is closed with 4401/4403 before it is accepted.
+arrive on account.events. Authenticate with ``Authorization: Bearer <key>``, or, from a browser
+(which cannot set that header), by offering the subprotocols ``marketlog`` and
+``marketlog.key.<key>``: the stream accepts with ``marketlog``, so the key stays out of the URL
+(and out of access logs); ``?api_key=<key>`` is still read. A refused handshake is closed with
+4401/4403 before it is accepted.
 
 /ws/market/{symbol}: public. First a snapshot of the L2 levels tagged with the sequence it
 reflects, then ``level`` (new total at a price, "0" = gone) and ``trade`` messages each with its
@@ -73,9 +76,24 @@ class _Feed:
         return await self.queue.get()
 
 
+SUBPROTOCOL = "marketlog"
+KEY_PROTOCOL = SUBPROTOCOL + ".key."
+
+
+def offered_key(offered: list[str]) -> str | None:
+    """The key a browser offered as a subprotocol (``marketlog.key.<key>``), if any."""
+    keys = [p[len(KEY_PROTOCOL) :] for p in offered if p.startswith(KEY_PROTOCOL)]
+    return keys[0] if keys and keys[0] else None
+
+
 @router.websocket("/ws/orders")
 async def orders(websocket: WebSocket, desk: DeskDep, auth: AuthDep) -> None:
-    token = bearer(websocket.headers.get("authorization")) or websocket.query_params.get("api_key")
+    offered = websocket.scope.get("subprotocols") or []
+    token = (
+        bearer(websocket.headers.get("authorization"))
+        or offered_key(offered)
+        or websocket.query_params.get("api_key")
+    )
     try:
         caller = await auth.account(token)
     except ApiError as exc:
@@ -83,7 +101,8 @@ async def orders(websocket: WebSocket, desk: DeskDep, auth: AuthDep) -> None:
         return
     feed = _Feed()
     with desk.decisions_about(caller.account or "", feed):
-        await websocket.accept()
+        # a browser that offered its key must get one of its offers back: the plain name
+        await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
         await _pump(websocket, feed, order_message)
 
 
