@@ -7,6 +7,7 @@ A missing binary fails the test that asks for it: a browser test never skips.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,13 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 CHROMIUM = Path(os.environ.get("MARKETLOG_CHROMIUM", "/usr/bin/chromium"))
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# the pictures in docs/ are refreshed on request (MARKETLOG_SCREENSHOTS=1), so that a test run
+# leaves the working tree as it found it
+SCREENSHOTS = (
+    Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+    if os.environ.get("MARKETLOG_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "marketlog-screenshots"
+)
 
 
 @pytest.fixture(scope="session")
