@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 APP = "analytics"
 SOURCE, SINK = "market.events", "analytics.candles"
-COMMIT_SECONDS = 0.1  # how often a transaction commits: the bound on trade -> candle latency
+COMMIT_SECONDS = 0.25  # how often a transaction commits: most of the trade -> candle latency
 
 
 def partitions_of(settings: Settings, topic: str, timeout: float = 60.0) -> int:
