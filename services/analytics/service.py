@@ -66,6 +66,8 @@ def build(settings: Settings) -> faust.App:
         web_enabled=False,
         topic_partitions=partitions,
         broker_commit_interval=COMMIT_SECONDS,
+        # a killed instance's partitions move after 10 s (as services/common/kafka.py), not 60
+        broker_session_timeout=10.0,
         consumer_auto_offset_reset="earliest",
         key_serializer="raw",  # every key and value here is bytes we encode ourselves
         value_serializer="raw",
