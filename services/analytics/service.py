@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 APP = "analytics"
 SOURCE, SINK = "market.events", "analytics.candles"
+# the state tables' changelogs, compacted like the processors' snapshot topics (infra/topics.toml):
+# only closed segments are compacted, so a 10-minute segment keeps a restart's restore short
+CHANGELOG = {"segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"}
 COMMIT_SECONDS = 0.25  # how often a transaction commits: most of the trade -> candle latency
 
 
@@ -75,7 +78,7 @@ def build(settings: Settings) -> faust.App:
     raw = {"key_type": bytes, "value_type": bytes}
     source = app.topic(settings.topic(SOURCE), **raw)
     sink = settings.topic(SINK)
-    table = {"partitions": partitions, **raw}
+    table = {"partitions": partitions, "extra_topic_configs": CHANGELOG, **raw}
     heads = app.Table("heads", **table)
     windows = app.Table("windows", **table)
     codec = Codec()
