@@ -20,6 +20,7 @@ partition, to the same partition of ``analytics.candles`` (it has as many partit
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -86,32 +87,49 @@ def build(settings: Settings) -> faust.App:
     @app.agent(source)
     async def fold(stream):
         async for event in stream.events():
-            name, record = codec.decode(event.value)
-            if name != TRADE:
-                continue
-            trade = trade_of(record)
-            key = trade.symbol.encode()
-            found = heads.get(key)
-            head = None if found is None else core.load_head(found)
-            window = core.load_window(windows.get(key))
-            new_head, new_window, updates = core.fold(head, window, trade)
-            if not updates:
-                continue  # seen before: nothing changes
-            heads[key] = core.dump_head(new_head)
-            if new_window is not window:
-                windows[key] = core.dump_window(new_window)
-            partition = event.message.partition
-            tid = f"{app.conf.id}-{app.assignor.group_for_topic(event.message.topic)}-{partition}"
-            for update in updates:
-                await app.producer.send(
-                    sink,
-                    key,
-                    encode_update(codec, update),
-                    partition,
-                    None,
-                    None,
-                    transactional_id=tid,
+            try:
+                await fold_one(event)
+            except Exception:
+                # faust would ack the event and restart the agent: a trade skipped for good. Stop
+                # like a kill -9 instead: the open transaction is aborted, nothing of it counts,
+                # and the restarted app meets the same record again (and stops again: loudly).
+                log.exception(
+                    "cannot fold %s[%d]@%d: stopping",
+                    event.message.topic,
+                    event.message.partition,
+                    event.message.offset,
                 )
+                logging.shutdown()
+                os._exit(70)
+
+    async def fold_one(event) -> None:
+        """One market.events record: a Trade's updates, in the input partition's transaction."""
+        name, record = codec.decode(event.value)
+        if name != TRADE:
+            return
+        trade = trade_of(record)
+        key = trade.symbol.encode()
+        found = heads.get(key)
+        head = None if found is None else core.load_head(found)
+        window = core.load_window(windows.get(key))
+        new_head, new_window, updates = core.fold(head, window, trade)
+        if not updates:
+            return  # seen before: nothing changes
+        heads[key] = core.dump_head(new_head)
+        if new_window is not window:
+            windows[key] = core.dump_window(new_window)
+        partition = event.message.partition
+        tid = f"{app.conf.id}-{app.assignor.group_for_topic(event.message.topic)}-{partition}"
+        for update in updates:
+            await app.producer.send(
+                sink,
+                key,
+                encode_update(codec, update),
+                partition,
+                None,
+                None,
+                transactional_id=tid,
+            )
 
     @app.on_rebalance_complete.connect
     async def ready(sender, **kwargs) -> None:
