@@ -7,15 +7,19 @@ independently (tests/analytics_reference.py) from the projection's ``trades`` ta
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
+import re
 import subprocess
 import sys
+import threading
 from collections import Counter
 
 import psycopg
 import pytest
 
 from services.common.codec import Codec
+from services.common.config import ROOT
 from services.projector import schema
 from tests import analytics_reference as ref
 from tests.integration import backlog
@@ -96,6 +100,40 @@ def newest(updates: list[dict]) -> dict[tuple, dict]:
     return out
 
 
+def run_example(settings, tmp_path, topic: str) -> set[tuple]:
+    """The docs' example consumer as a script over `topic`, until it has printed every trade."""
+    text = (ROOT / "docs" / "analytics.md").read_text()
+    code = re.search(r"<!-- example-consumer -->\n```python\n(.*?)```", text, re.S).group(1)
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    wanted = sum(1 for r in read_all(settings, topic, timeout=5) if CODEC.decode(r.value())[0]
+                 == "marketlog.market.Trade")  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, str(script), settings.kafka, topic],
+        cwd=ROOT,  # it reads ./schemas
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        wait_until(lambda: len(lines) >= wanted, 60, "the example to print every trade")
+    finally:
+        proc.kill()
+        proc.wait(10)
+    printed = set()
+    for line in lines:
+        symbol, seq, price, qty = line.split()
+        printed.add((symbol, int(seq), int(price), int(qty)))
+    return printed
+
+
 def test_kill_9_mid_stream_candles_equal_the_trades_table(settings, database_url, tmp_path):
     settings = dataclasses.replace(settings, database_url=database_url)
     stream, size = commands(11, 700), 700
@@ -157,6 +195,12 @@ def test_kill_9_mid_stream_candles_equal_the_trades_table(settings, database_url
         assert len(per_trade) == 2 * sum(len(t) for t in trades.values())
         assert newest(updates) == expected
         assert len(expected) > 2 * len(SYMBOLS)  # many windows of both intervals
+        # docs/analytics.md's example consumer, run as it is written, prints the same trades
+        assert run_example(settings, tmp_path, source) == {
+            (symbol, seq, price, qty)
+            for symbol, got in trades.items()
+            for seq, _ts, price, qty in got
+        }
     finally:
         if analytics.poll() is None:
             analytics.terminate()
