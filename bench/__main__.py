@@ -35,6 +35,7 @@ SUITES = [
     "e2e_bench",
     "daytrading_bench",
     "channel_bench",
+    "analytics_bench",
 ]
 RESULTS = Path(__file__).resolve().parent / "results"
 

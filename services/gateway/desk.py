@@ -296,6 +296,9 @@ class Desk:
     async def trades(self, symbol: str, limit: int) -> list[Row]:
         return await self._projection.trades(symbol, limit)
 
+    async def candles(self, symbol: str, interval: str, limit: int) -> list[Row]:
+        return await self._projection.candles(symbol, interval, limit)
+
     async def book_view(self, symbol: str, at_least: int = 0) -> BookView:
         """Every L2 level of a book, once the projection reflects sequence ``at_least`` (or
         the projection timeout has passed)."""

@@ -210,3 +210,11 @@ class Projection:
         return await self.rows(
             "SELECT * FROM trades WHERE symbol = %s ORDER BY seq DESC LIMIT %s", (symbol, limit)
         )
+
+    async def candles(self, symbol: str, interval: str, limit: int) -> list[Row]:
+        """The newest `limit` candles of the analytics app (docs/analytics.md), newest first."""
+        return await self.rows(
+            "SELECT * FROM candles WHERE symbol = %s AND interval = %s"
+            " ORDER BY start_ms DESC LIMIT %s",
+            (symbol, interval, limit),
+        )

@@ -24,7 +24,9 @@ from typing import Any, NamedTuple
 
 log = logging.getLogger(__name__)
 
-ACCOUNT, MARKET = "account", "market"  # the two input streams (account.events, market.events)
+# the input streams: account.events, market.events and the analytics app's analytics.candles
+ACCOUNT, MARKET, ANALYTICS = "account", "market", "analytics"
+CANDLE = "marketlog.analytics.CandleUpdated"
 OTHER_SIDE = {"BUY": "SELL", "SELL": "BUY"}
 
 # audit_log.kind: the logfile.xsd element a DUMPLOG renders the row as
@@ -147,6 +149,8 @@ class Batch:
     levels: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)  # [Δqty, seq]
     books: dict[str, list[int]] = field(default_factory=dict)  # [first seq, last seq, ts]
     stats: dict[str, Stats] = field(default_factory=dict)
+    # (symbol, interval, start ms) -> the candles row of its newest update (highest seq)
+    candles: dict[tuple[str, str, int], tuple] = field(default_factory=dict)
     # day trading: audit_entries rows; (account, symbol, side) -> (trigger, txn, ts) of an armed
     # trigger or None (disarmed); (account, symbol) -> [bought, sold, ts]; accounts an ADD may
     # have created (inserted unless the account exists)
@@ -548,6 +552,29 @@ class Folder:
         if r["rested"]:  # a taker decremented before it rests was never on a level
             self._level(symbol, r["side"], r["price"], -r["qty"], r["seq"])
 
+    def candle(self, e: Event) -> None:
+        """A candle update: its row, unless this batch already has a newer one of that candle."""
+        if e.name != CANDLE:
+            self.batch.unknown += 1
+            return
+        r = e.record
+        key = (r["envelope"]["key"], r["interval"], r["start"])
+        found = self.batch.candles.get(key)
+        if found is None or found[11] < r["seq"]:
+            self.batch.candles[key] = (
+                *key,
+                r["open"],
+                r["high"],
+                r["low"],
+                r["close"],
+                r["volume"],
+                r["notional"],
+                r["vwap"],
+                r["trades"],
+                r["seq"],
+                r["volume_24h"],
+            )
+
     # -- dispatch -----------------------------------------------------------------------------
     def fold(self, events: Iterable[Event]) -> Batch:
         account_handlers = {
@@ -575,6 +602,9 @@ class Folder:
         }
         for e in events:
             env = e.record["envelope"]
+            if e.source == ANALYTICS:
+                self.candle(e)
+                continue
             if e.source == ACCOUNT:
                 handler = account_handlers.get(e.name, self.unknown_account)
                 handler(e, env["key"], env["ts"], e.record)

@@ -1,14 +1,14 @@
 """The projector's shell: Kafka in, one PostgreSQL transaction per batch out.
 
 A plain consumer (read_committed, no Kafka commits: PostgreSQL holds the offsets) reads
-account.events and market.events. Each batch (by count or time) is decoded and folded by
-``rows.fold`` on this thread, then written with its offsets by ``store.apply`` on a writer thread,
-so PostgreSQL works on one batch while Python prepares the next. Batches are written in order;
-if one fails or is fenced, the writer drops everything queued after it (each later batch would be
-fenced anyway: its start offsets were never stored) and the consumer re-seeks every partition to
-the offsets PostgreSQL holds. On assignment partitions are sought to those offsets too.
-``rebuild`` runs the same steps over every partition from offset zero into a side schema and swaps
-it in once it reaches the end of the log.
+account.events, market.events and the analytics app's analytics.candles. Each batch (by count or
+time) is decoded and folded by ``rows.fold`` on this thread, then written with its offsets by
+``store.apply`` on a writer thread, so PostgreSQL works on one batch while Python prepares the
+next. Batches are written in order; if one fails or is fenced, the writer drops everything queued
+after it (each later batch would be fenced anyway: its start offsets were never stored) and the
+consumer re-seeks every partition to the offsets PostgreSQL holds. On assignment partitions are
+sought to those offsets too. ``rebuild`` runs the same steps over every partition from offset zero
+into a side schema and swaps it in once it reaches the end of the log.
 
 The tables are UNLOGGED (migration 0004): a PostgreSQL crash empties them, offsets included. A
 projector with work to do finds out at its next batch (fenced: the stored offsets are not where
@@ -34,7 +34,7 @@ from services.common.metrics import ProcessorMetrics
 from services.common.reader import EndWatch, end_reader
 
 from . import schema, store
-from .rows import ACCOUNT, MARKET, Batch, Event, fold
+from .rows import ACCOUNT, ANALYTICS, MARKET, Batch, Event, fold
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,7 @@ class Projector:
         self.sources = {
             settings.topic("account.events"): ACCOUNT,
             settings.topic("market.events"): MARKET,
+            settings.topic("analytics.candles"): ANALYTICS,
         }
         self.codec = Codec()  # compiled readers for the current schemas
         self.conn = schema.connect(settings.database_url, target)  # reads offsets

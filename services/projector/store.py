@@ -98,6 +98,9 @@ UPDATES = {
     "books": "symbol text, first bigint, seq bigint, ts bigint",
     "triggers": "account_id text, symbol text, side text, trigger bigint, txn bigint, ts bigint",
     "dt_shares": "account_id text, symbol text, bought bigint, sold bigint, ts bigint",
+    "candles": "symbol text, interval text, start_ms bigint, open bigint, high bigint, low bigint,"
+    " close bigint, volume bigint, notional bigint, vwap bigint, trades bigint, seq bigint,"
+    " volume_24h bigint",
     "stats": "symbol text, trades bigint, volume bigint, notional bigint, high bigint, low bigint,"
     " last_price bigint, last_qty bigint, last_seq bigint, last_ts bigint",
 }
@@ -204,6 +207,16 @@ ON CONFLICT (symbol) DO UPDATE SET trades = s.trades + excluded.trades,
     high = GREATEST(s.high, excluded.high), low = LEAST(s.low, excluded.low),
     last_price = excluded.last_price, last_qty = excluded.last_qty,
     last_seq = excluded.last_seq, last_ts = excluded.last_ts
+"""
+
+# a candle's row is its newest update: an older or redelivered one (seq not above) changes nothing
+UPSERT_CANDLES = f"""
+INSERT INTO candles AS c SELECT * FROM {rows_of("candles")}
+ON CONFLICT (symbol, interval, start_ms) DO UPDATE SET open = excluded.open,
+    high = excluded.high, low = excluded.low, close = excluded.close, volume = excluded.volume,
+    notional = excluded.notional, vwap = excluded.vwap, trades = excluded.trades,
+    seq = excluded.seq, volume_24h = excluded.volume_24h
+WHERE c.seq < excluded.seq
 """
 
 INSERT_SYMBOLS = """
@@ -356,6 +369,8 @@ def write_rows(cur: psycopg.Cursor, batch: Batch) -> None:
     _append(cur, "audit_log", batch.audit)
     _append(cur, "trades", batch.trades)
     _write_market(cur, batch)
+    if batch.candles:
+        cur.execute(UPSERT_CANDLES, columns(list(batch.candles.values())))
 
 
 def apply(

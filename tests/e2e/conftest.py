@@ -19,7 +19,7 @@ from services.common.config import Settings
 from services.common.topics import provision
 from tests.support import ServiceProcs, free_port
 
-SERVICES = ("projector", "ledger", "matcher", "engine", "quotes", "gateway")
+SERVICES = ("projector", "ledger", "matcher", "engine", "quotes", "gateway", "analytics")
 # the split topology by default (what `make up` runs); MARKETLOG_E2E_TOPOLOGY=engine runs the
 # same suite over the engine (services/engine: one processor, one partition)
 TOPOLOGY = os.environ.get("MARKETLOG_E2E_TOPOLOGY", "split")

@@ -153,3 +153,18 @@ def test_an_orders_hold_is_copied_from_the_ledgers_decisions_never_re_derived():
     older = Event(ACCOUNT, 0, 100, stated.name, {**fill, "released": None, "hold": None})
     [row] = rows.fold([*events_of(ex), older]).new_orders()
     assert row[20] == 300 * 10_000
+
+
+def test_a_candle_row_is_its_newest_update_whatever_the_delivery_order():
+    def update(seq: int, close: int) -> Event:
+        env = {"command_id": f"ABC:{seq}", "key": "ABC", "ts": 1, "reply_to": ""}
+        record = {"envelope": env, "seq": seq, "interval": "1m", "start": 60_000, "open": 1,
+                  "high": 9, "low": 1, "close": close, "volume": seq, "notional": 5, "vwap": 2,
+                  "trades": seq, "volume_24h": seq}  # fmt: skip
+        return Event(rows.ANALYTICS, 0, seq, rows.CANDLE, record)
+
+    batch = rows.fold([update(3, 7), update(5, 8), update(4, 6), update(5, 8)])
+    assert batch.candles == {
+        ("ABC", "1m", 60_000): ("ABC", "1m", 60_000, 1, 9, 1, 8, 5, 5, 2, 5, 5, 5)
+    }
+    assert batch.unknown == 0 and not batch.trades and not batch.books

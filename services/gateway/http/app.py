@@ -15,14 +15,15 @@ from fastapi.responses import JSONResponse
 from ..config import GatewaySettings
 from ..desk import Desk
 from ..web import router as web_ui
-from . import account, admin, daytrade, errors, health, market, orders, streams
+from . import account, admin, candles, daytrade, errors, health, market, orders, streams
 from .auth import Auth
 
 DESCRIPTION = """Marketlog's HTTP API. Authenticate with `Authorization: Bearer <key>`: an account's
 key (returned once by `POST /accounts`) or the admin key. Amounts are decimal strings, each in the
 exact form its pattern gives. Writes answer with the ledger's decision; reads reflect every earlier
 write made with the same key. A request this document calls valid is never refused with 422."""
-ROUTERS = (admin, account, orders, market, daytrade, health, streams)  # the document lists them so
+# the document lists them so
+ROUTERS = (admin, account, orders, market, candles, daytrade, health, streams)
 
 
 def create_app(desk: Desk, settings: GatewaySettings) -> FastAPI:
