@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from infra.local import STATE, LocalKafka, LocalPostgres
+from infra.local import STATE, LocalKafka, LocalPostgres, with_database
 from services.common.config import Settings
 from services.common.topics import provision
 
@@ -52,7 +52,7 @@ class BenchEnv:
         found = Settings(
             kafka=self.kafka.bootstrap,
             topic_prefix=f"b{tag}.",
-            database_url=self.postgres.url.rsplit("/", 1)[0] + f"/b{tag}",
+            database_url=with_database(self.postgres.url, f"b{tag}"),
             partitions=partitions,
             run_dir=self.home / "run" / tag,
         )

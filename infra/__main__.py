@@ -52,7 +52,9 @@ def service_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=KAFKA.bootstrap,
-        DATABASE_URL=POSTGRES.url,
+        # no role, no password: the Procfile names the role of each service that uses PostgreSQL
+        DATABASE_URL=POSTGRES.base_url,
+        MARKETLOG_DB_SECRETS=str(POSTGRES.secrets),
         MARKETLOG_RUN_DIR=str(RUN_DIR),
         PYTHONPATH=str(ROOT),
         MARKETLOG_ADMIN_KEY=admin_key(),
@@ -100,6 +102,13 @@ def start_infra() -> None:
     os.environ.update(KAFKA_BOOTSTRAP_SERVERS=KAFKA.bootstrap, DATABASE_URL=POSTGRES.url)
     from services.common.config import Settings
     from services.common.topics import provision
+    from services.projector import schema
+
+    # as the migrator: the projector's role may write rows but not change the schema
+    with schema.connect(POSTGRES.url) as conn:
+        migrated = schema.migrate(conn)
+    if migrated:
+        print("migrations applied:", ", ".join(migrated))
 
     created = provision(Settings())
     if created:

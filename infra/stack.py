@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from services.common.config import ROOT, Settings, topology
 
-from .local import STATE, LocalKafka, LocalPostgres
+from .local import SERVICE_ROLES, STATE, LocalKafka, LocalPostgres
 
 KAFKA = LocalKafka(
     STATE / "kafka",
@@ -73,12 +73,21 @@ def topology_services(names: list[str] | tuple[str, ...], chosen: str | None = N
 
 
 class ServiceProcs:
-    """Marketlog services as subprocesses; ``kill`` is SIGKILL, no goodbye."""
+    """Marketlog services as subprocesses; ``kill`` is SIGKILL, no goodbye. With ``db_secrets``
+    (a LocalPostgres's), the services that use PostgreSQL connect as their own roles, as under
+    `make up`; without, as whoever settings.database_url names."""
 
-    def __init__(self, settings: Settings, logs: Path, **env: str) -> None:
-        self.settings, self.logs = settings, logs
+    def __init__(
+        self, settings: Settings, logs: Path, db_secrets: Path | None = None, **env: str
+    ) -> None:
+        self.settings, self.logs, self.db_secrets = settings, logs, db_secrets
         self.env = settings_env(settings, PYTHONPATH=str(ROOT), **env)
         self.procs: dict[str, subprocess.Popen] = {}
+
+    def _env(self, name: str) -> dict[str, str]:
+        if self.db_secrets is None or name not in SERVICE_ROLES:
+            return self.env
+        return {**self.env, "MARKETLOG_DB_ROLE": name, "MARKETLOG_DB_SECRETS": str(self.db_secrets)}
 
     def start(self, *names: str, timeout: float = 120.0) -> None:
         for name in names:
@@ -87,7 +96,7 @@ class ServiceProcs:
             with open(self.logs / f"{name}.log", "ab") as log:
                 self.procs[name] = subprocess.Popen(
                     [sys.executable, "-m", f"services.{name}", "serve"],
-                    env=self.env,
+                    env=self._env(name),
                     cwd=ROOT,
                     stdout=log,
                     stderr=subprocess.STDOUT,

@@ -16,12 +16,13 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from infra.local import STATE, LocalKafka, LocalPostgres
+from infra.local import STATE, LocalKafka, LocalPostgres, grant_roles, with_database
 from services.common.config import Settings
 from services.common.topics import provision
 
@@ -30,6 +31,9 @@ from services.common.topics import provision
 class Services:
     kafka: str
     database_url: str  # of the server's admin database; tests create their own databases
+    # the local server's role passwords (infra/local.py): its admin URL is the migrator's, the
+    # e2e services connect as their own roles; None for a server given from outside
+    secrets: Path | None = None
 
 
 def _docker_engine() -> bool:
@@ -71,7 +75,7 @@ def services() -> Iterator[Services]:
     kafka_proc.start()
     pg_proc.start()
     try:
-        yield Services(kafka_proc.bootstrap, pg_proc.url)
+        yield Services(kafka_proc.bootstrap, pg_proc.url, pg_proc.secrets)
     finally:
         kafka_proc.stop()
         pg_proc.stop()
@@ -95,10 +99,13 @@ def settings(services: Services, tmp_path) -> Settings:
 
 @pytest.fixture
 def database_url(services: Services) -> Iterator[str]:
-    """A fresh, empty database of the test's own."""
+    """A fresh, empty database of the test's own (the service roles' grants in place)."""
     name = f"t{uuid.uuid4().hex[:12]}"
     with psycopg.connect(services.database_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    yield services.database_url.rsplit("/", 1)[0] + f"/{name}"
+    url = with_database(services.database_url, name)
+    if services.secrets is not None:
+        grant_roles(url)
+    yield url
     with psycopg.connect(services.database_url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -25,6 +25,22 @@ def topology() -> str:
     return found
 
 
+def _database_url() -> str:
+    """DATABASE_URL as given; or, with MARKETLOG_DB_ROLE (or DATABASE_URL unset: the local stack's
+    migrator), that PostgreSQL role, whose password libpq reads from the password file
+    MARKETLOG_DB_SECRETS/<role>.pgpass that infra/local.py made: never in the environment, the
+    arguments or a log (docs/reliability.md, "Who may connect")."""
+    given = os.environ.get("DATABASE_URL")
+    role = os.environ.get("MARKETLOG_DB_ROLE") or ("" if given else "migrator")
+    if not role:
+        return given or ""
+    from psycopg.conninfo import make_conninfo
+
+    secrets = Path(_env("MARKETLOG_DB_SECRETS", str(ROOT / ".state" / "secrets")))
+    url = given or "postgresql://127.0.0.1:55432/marketlog"
+    return make_conninfo(url, user=role, passfile=str(secrets / f"{role}.pgpass"))
+
+
 def _default_partitions() -> int:
     return int(_env("MARKETLOG_PARTITIONS", "1" if topology() == "engine" else "4"))
 
@@ -32,11 +48,7 @@ def _default_partitions() -> int:
 @dataclass(frozen=True)
 class Settings:
     kafka: str = field(default_factory=lambda: _env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092"))
-    database_url: str = field(
-        default_factory=lambda: _env(
-            "DATABASE_URL", "postgresql://postgres@127.0.0.1:55432/marketlog"
-        )
-    )
+    database_url: str = field(default_factory=_database_url)
     topic_prefix: str = field(default_factory=lambda: _env("MARKETLOG_TOPIC_PREFIX", ""))
     partitions: int = field(default_factory=_default_partitions)
     instance: str = field(default_factory=lambda: _env("MARKETLOG_INSTANCE", "0"))

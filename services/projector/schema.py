@@ -54,8 +54,25 @@ def migration_files(folder: Path = MIGRATIONS) -> list[tuple[int, str, str]]:
     return found
 
 
+def up_to_date(conn: psycopg.Connection, schema: str = LIVE) -> bool:
+    """Whether every migration file is applied to `schema`, unchanged. Reads only: the
+    projector's role, which may not change the schema, checks this at start."""
+    found = conn.execute(
+        "SELECT to_regclass(quote_ident(%s) || '.schema_migrations')", (schema,)
+    ).fetchone()
+    if found is None or found[0] is None:
+        return False
+    query = sql.SQL("SELECT version, checksum FROM {}.schema_migrations")
+    done = dict(conn.execute(query.format(sql.Identifier(schema))).fetchall())
+    wanted = {v: hashlib.sha256(text.encode()).hexdigest() for v, _, text in migration_files()}
+    return done == wanted
+
+
 def migrate(conn: psycopg.Connection, schema: str = LIVE) -> list[str]:
-    """Create the schema if needed and apply the migrations it lacks. Returns those applied."""
+    """Create the schema if needed and apply the migrations it lacks. Returns those applied.
+    Up to date, it changes nothing (and needs no right to: docs/reliability.md)."""
+    if up_to_date(conn, schema):
+        return []
     ident = sql.Identifier(schema)
     applied_now = []
     with conn.transaction():

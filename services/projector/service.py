@@ -163,7 +163,13 @@ class Projector:
     # -- serve ----------------------------------------------------------------------------------
     def serve(self) -> None:
         """Consume as a member of the projector group until stop()."""
-        applied = schema.migrate(self.conn, self.target)
+        try:
+            applied = schema.migrate(self.conn, self.target)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise ProjectorError(
+                f"migrations pending and this role may not apply them ({exc}): run"
+                " `python -m services.projector migrate` as the owner (migrator) first"
+            ) from exc
         if applied:
             log.info("migrations applied: %s", ", ".join(applied))
         self.writer.start()

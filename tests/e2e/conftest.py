@@ -14,10 +14,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from infra.local import grant_roles, with_database
 from infra.stack import topology_services
 from services.common.config import Settings
 from services.common.topics import provision
-from tests.support import ServiceProcs, free_port
+from services.projector import schema
+from tests.support import ServiceProcs, free_port, wait_until
 
 SERVICES = ("projector", "ledger", "matcher", "engine", "quotes", "gateway", "analytics")
 # the split topology by default (what `make up` runs); MARKETLOG_E2E_TOPOLOGY=engine runs the
@@ -50,9 +52,14 @@ def system(services, tmp_path_factory) -> Iterator[System]:
     database = f"e2e{uuid.uuid4().hex[:12]}"
     with psycopg.connect(services.database_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {database}")
+    url = with_database(services.database_url, database)
+    if services.secrets is not None:  # the services connect as their roles, as under `make up`
+        grant_roles(url)
+        with schema.connect(url) as conn:  # as the migrator: the projector's role may not
+            schema.migrate(conn)
     settings = Settings(
         kafka=services.kafka,
-        database_url=services.database_url.rsplit("/", 1)[0] + f"/{database}",
+        database_url=url,
         topic_prefix=f"e2e{uuid.uuid4().hex[:8]}.",
         partitions=1 if TOPOLOGY == "engine" else 2,
         instance="0",
@@ -67,6 +74,7 @@ def system(services, tmp_path_factory) -> Iterator[System]:
     procs = ServiceProcs(
         settings,
         logs,
+        db_secrets=services.secrets,
         MARKETLOG_XML_PORT=str(xml_port),
         MARKETLOG_HTTP_PORT=str(http_port),
         MARKETLOG_ADMIN_KEY=ADMIN_KEY,
@@ -99,4 +107,15 @@ def system(services, tmp_path_factory) -> Iterator[System]:
         procs.stop_all()
         if os.environ.get("MARKETLOG_E2E_KEEP_DB") != "1":
             with psycopg.connect(services.database_url, autocommit=True) as conn:
+                # FORCE may end only the migrator's own sessions: wait for the services' to go
+                wait_until(
+                    lambda: (
+                        not conn.execute(
+                            "SELECT 1 FROM pg_stat_activity WHERE datname = %s AND usename <> %s",
+                            (database, conn.info.user),
+                        ).fetchone()
+                    ),
+                    30,
+                    "the services' PostgreSQL sessions to end",
+                )
                 conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")

@@ -20,6 +20,7 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from infra.local import with_database
 from services.common.codec import Codec
 from services.common.config import ROOT, Settings
 from services.common.kafka import consumer_config, producer_config
@@ -98,7 +99,7 @@ def gateway(services, tmp_path_factory):
     db = f"t{uuid.uuid4().hex[:12]}"
     with psycopg.connect(services.database_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {db}")
-    url = services.database_url.rsplit("/", 1)[0] + f"/{db}"
+    url = with_database(services.database_url, db)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(DDL)
     settings = Settings(**{**settings.__dict__, "database_url": url})
