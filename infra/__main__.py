@@ -5,7 +5,7 @@ run     Kafka + PostgreSQL + topics, then every service of the Procfile in the f
 up      the same in the background; returns once every process says it is live.
 down    stops whatever `up` or `run` started; safe to repeat.
 servers only Kafka + PostgreSQL + topics, in the background (for development and tests).
-status  what is running and where.
+status  what is running and where, then the operator dashboard's figures.
 topics  create or check the topics (infra/topics.toml) on the configured broker.
 """
 
@@ -183,6 +183,9 @@ def status() -> int:
         print(f"{name:<11} {'live' if ready else 'stopped'}")
     for port in (KAFKA.port, POSTGRES.port):
         print(f"port {port}: {'open' if port_open(port) else 'closed'}")
+    from .figures_view import show  # the operator dashboard's figures (docs/operations.md)
+
+    show()
     return 0
 
 

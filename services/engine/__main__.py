@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = Settings()
-    serve_metrics(settings)
+    serve_metrics("engine")
     env = os.environ.get
     processor = Processor(
         EngineCore(settings),

@@ -261,7 +261,7 @@ def processor(settings: Settings) -> Processor:
 def serve() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = Settings()
-    serve_metrics(settings)
+    serve_metrics("matcher")
     log.info("matcher %s starting on %s", settings.instance, settings.topic("match.commands"))
     processor(settings).run()
     return 0

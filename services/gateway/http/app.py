@@ -12,7 +12,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from services.common.collector import Collector
+from services.common.config import Settings
+
 from ..config import GatewaySettings
+from ..dashboard import routes as dashboard
+from ..dashboard.feed import Feed
 from ..desk import Desk
 from . import account, admin, daytrade, errors, health, market, orders, streams
 from .auth import Auth
@@ -41,6 +46,10 @@ def create_app(desk: Desk, settings: GatewaySettings) -> FastAPI:
         app.include_router(room.router)
         if room is admin:
             app.include_router(daytrade.admin_router)
+    # the operator dashboard (services/gateway/dashboard): figures from the log, the metrics
+    # endpoints and the projection, collected on the first request
+    app.state.dashboard = Feed(lambda: Collector(Settings(), local="gateway"))
+    app.include_router(dashboard.router)
     return app
 
 
