@@ -90,7 +90,7 @@ def tables(f: dict[str, Any]) -> list[Table]:
             ],
         ),
         _table(
-            "Projection",
+            "Totals",
             ["figure", "value"],
             [["open orders", f["open_orders"]], ["accounts", f["accounts"]]]
             + [[f"metrics {s['service']}", s["metrics"]] for s in f["services"]],

@@ -14,6 +14,7 @@ runs one for two samples a second apart.
 
 from __future__ import annotations
 
+import math
 import time
 import urllib.request
 from collections.abc import Mapping
@@ -50,9 +51,12 @@ class Collector:
         ports: Mapping[str, int] | None = None,
         local: str | None = None,
         timeout: float = 2.0,
+        counts_every: float = 5.0,
     ) -> None:
         """`ports`: service -> metrics port (default: each service's, from the environment);
-        `local`: the service this process is, read from its own registry (no HTTP)."""
+        `local`: the service this process is, read from its own registry (no HTTP);
+        `counts_every`: seconds between two counts of open orders and accounts (each is a scan
+        of its table, the dearest part of a look: docs/operations.md, "Costs")."""
         self.settings = settings
         chosen = topology()
         self.inputs = PROCESSOR_INPUTS[chosen]
@@ -65,6 +69,9 @@ class Collector:
         self.topics = [spec.name for spec in load_spec(settings)]
         self.admin = AdminClient({"bootstrap.servers": settings.kafka})
         self._db: psycopg.Connection | None = None
+        self.counts_every = counts_every
+        self._counts: tuple[int | None, int | None] = (None, None)
+        self._counted_at = -math.inf
 
     def close(self) -> None:
         if self._db is not None:
@@ -144,14 +151,17 @@ class Collector:
                 " WHERE consumer_group = %s",
                 [self.prefix + PROJECTOR_GROUP],
             ).fetchall()
-            open_orders = db.execute(
-                "SELECT count(*) FROM projection.orders WHERE open_qty > 0"
-            ).fetchone()[0]
-            accounts = db.execute("SELECT count(*) FROM projection.accounts").fetchone()[0]
+            if time.monotonic() - self._counted_at >= self.counts_every:
+                open_orders = db.execute(
+                    "SELECT count(*) FROM projection.orders WHERE open_qty > 0"
+                ).fetchone()[0]
+                accounts = db.execute("SELECT count(*) FROM projection.accounts").fetchone()[0]
+                self._counts, self._counted_at = (open_orders, accounts), time.monotonic()
         except psycopg.Error:
             self.close()
+            self._counted_at = -math.inf
             return None, None, None
-        return {(self._role(t), p): o for t, p, o in rows}, open_orders, accounts
+        return {(self._role(t), p): o for t, p, o in rows}, *self._counts
 
     # -- metrics -------------------------------------------------------------------------------
     def _scrape(self, service: str) -> Scrape | None:

@@ -260,3 +260,15 @@ def test_the_feed_shares_one_sample_between_close_refreshes():
     first, second = asyncio.run(twice())
     assert first is second and Looks.taken == 2  # the first refresh takes two looks
     assert first["topics"][0]["end"] == 20 and first["topics"][0]["per_second"] > 0
+
+
+def test_progress_on_a_terminal_passes_records_and_asks_the_total_once(monkeypatch):
+    monkeypatch.setattr(progress, "shown", lambda: True)
+    asked = []
+
+    def total():
+        asked.append(1)
+        return 3000  # offsets overcount the records (transaction markers)
+
+    assert list(progress.reading(iter(range(2500)), "x", total)) == list(range(2500))
+    assert asked == [1]

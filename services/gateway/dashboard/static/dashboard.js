@@ -36,7 +36,7 @@ function spark(values) {
   ctx.lineWidth = 2;
   ctx.beginPath();
   values.forEach((v, i) => {
-    const x = (i / 59) * canvas.width;
+    const x = (i / Math.max(values.length - 1, 1)) * canvas.width;
     const y = canvas.height - 2 - (v / top) * (canvas.height - 4);
     if (i === 0) ctx.moveTo(x, y);
     else ctx.lineTo(x, y);
@@ -57,7 +57,7 @@ function render(f) {
     `${fmt(g.decision_p50_ms)} / ${fmt(g.decision_p99_ms)} ms`;
   fill("topics", f.topics, (t) => [[t.topic], [t.partitions], [t.per_second], [t.end]]);
   fill("consumer-lag", f.consumer_lag, (r) => [
-    [r.group], [r.topic], [r.partition], [r.committed], [r.end], [r.lag, r.lag > 1 ? "lagging" : ""],
+    [r.group], [r.partition], [r.committed], [r.end], [r.lag, r.lag > 1 ? "lagging" : ""],
   ]);
   fill("projection-lag", f.projection_lag, (r) => [
     [r.topic], [r.partition], [r.applied], [r.end], [r.lag, r.lag > 0 ? "lagging" : ""],
