@@ -35,7 +35,7 @@ def _n(value: object, digits: int = 1) -> str:
 def _table(title: str, columns: list[str], rows: list[list[object]]) -> Table:
     table = Table(title=title, title_justify="left")
     for i, column in enumerate(columns):
-        table.add_column(column, justify="left" if i == 0 else "right")
+        table.add_column(column, justify="left" if i == 0 or column == "topic" else "right")
     for row in rows:
         table.add_row(*(_n(v) for v in row))
     return table
