@@ -85,6 +85,8 @@ def listening() -> str:
             f"  day trading  {settings.daytrade_host}:{settings.daytrade_port}   (line protocol;"
             f" DUMPLOG files in {settings.dump_dir})",
             f"  HTTP API     http://127.0.0.1:{http}/docs",
+            f"  dashboard    http://127.0.0.1:{http}/dashboard   (admin key; metrics on"
+            " 127.0.0.1:9400-9404 by default: docs/operations.md)",
             f"  private      127.0.0.1:{os.environ.get('MARKETLOG_PRIVATE_PORT', '7001')}   (JSON)",
             f"  public       127.0.0.1:{os.environ.get('MARKETLOG_PUBLIC_PORT', '7002')}   (JSON)",
             f"  quotes       {settings.quote_host}:{settings.quote_port}   (legacy quote server)",

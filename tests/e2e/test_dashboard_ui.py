@@ -152,6 +152,9 @@ def test_dashboard_shows_throughput_decisions_and_lag_per_partition(system, traf
     assert set(groups) <= commits and "projector" in commits, commits
     assert all(r[1] == "up" for r in rows(page, "services")), rows(page, "services")
 
+    # a few more refreshes, so the records/s line has a history to draw
+    seen = int(page.get_attribute("body", "data-refreshes"))
+    page.wait_for_function(f"() => Number(document.body.dataset.refreshes) >= {seen + 4}")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
 

@@ -44,7 +44,11 @@ function spark(values) {
   ctx.stroke();
 }
 
+let refreshes = 0; // figures rendered so far (the browser test waits on it)
+
 function render(f) {
+  refreshes += 1;
+  document.body.dataset.refreshes = String(refreshes);
   const total = f.topics.reduce((sum, t) => sum + t.per_second, 0);
   history.push(total);
   if (history.length > 60) history.shift();
