@@ -5,7 +5,7 @@ run     Kafka + PostgreSQL + topics, then every service of the Procfile in the f
 up      the same in the background; returns once every process says it is live.
 down    stops whatever `up` or `run` started; safe to repeat.
 servers only Kafka + PostgreSQL + topics, in the background (for development and tests).
-status  what is running and where.
+status  what is running and where, then the operator dashboard's figures.
 topics  create or check the topics (infra/topics.toml) on the configured broker.
 """
 
@@ -87,6 +87,8 @@ def listening() -> str:
             f"  day trading  {settings.daytrade_host}:{settings.daytrade_port}   (line protocol;"
             f" DUMPLOG files in {settings.dump_dir})",
             f"  HTTP API     http://127.0.0.1:{http}/docs",
+            f"  dashboard    http://127.0.0.1:{http}/dashboard   (admin key; metrics on"
+            " 127.0.0.1:9400-9404 by default: docs/operations.md)",
             f"  private      127.0.0.1:{os.environ.get('MARKETLOG_PRIVATE_PORT', '7001')}   (JSON)",
             f"  public       127.0.0.1:{os.environ.get('MARKETLOG_PUBLIC_PORT', '7002')}   (JSON)",
             f"  quotes       {settings.quote_host}:{settings.quote_port}   (legacy quote server)",
@@ -192,6 +194,9 @@ def status() -> int:
         print(f"{name:<11} {'live' if ready else 'stopped'}")
     for port in (KAFKA.port, POSTGRES.port):
         print(f"port {port}: {'open' if port_open(port) else 'closed'}")
+    from .figures_view import show  # the operator dashboard's figures (docs/operations.md)
+
+    show()
     return 0
 
 

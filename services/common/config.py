@@ -55,7 +55,6 @@ class Settings:
     run_dir: Path = field(
         default_factory=lambda: Path(_env("MARKETLOG_RUN_DIR", str(ROOT / ".state" / "run")))
     )
-    metrics_port: int = field(default_factory=lambda: int(_env("MARKETLOG_METRICS_PORT", "0")))
     # the simulated legacy quote server (services/quotes); the gateway connects to host:port
     quote_host: str = field(default_factory=lambda: _env("MARKETLOG_QUOTE_HOST", "127.0.0.1"))
     quote_port: int = field(default_factory=lambda: int(_env("MARKETLOG_QUOTE_PORT", "4444")))

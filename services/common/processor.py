@@ -237,9 +237,11 @@ class Processor:
                 self.producer.poll(0.05)
 
     def _commit(self) -> None:
+        started = time.monotonic()
         while True:
             try:
                 self.producer.commit_transaction(30)
+                self.metrics.commit_call_seconds.observe(time.monotonic() - started)
                 return
             except KafkaException as exc:
                 if not exc.args[0].retriable():

@@ -136,6 +136,11 @@ def read_topic(
     return read_to_end(settings, positions, committed=committed, idle_timeout=idle_timeout)
 
 
+def total_offsets(settings: Settings, topic: str) -> int:
+    """The sum of a topic's end offsets: at least its committed records (progress bars)."""
+    return sum(end_offsets(settings, [topic]).values())
+
+
 def end_offsets(
     settings: Settings, topics: Iterable[str], *, committed: bool = True
 ) -> dict[Key, int]:

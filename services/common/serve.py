@@ -33,7 +33,7 @@ def serve_processor(
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: stacks to the log
     settings = Settings()
-    serve_metrics(settings)
+    serve_metrics(name)
 
     def knob(key: str, default: float) -> float:
         return float(os.environ.get(f"MARKETLOG_{name.upper()}_{key}", default))

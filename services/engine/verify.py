@@ -11,11 +11,17 @@ import sys
 from collections import defaultdict
 
 from services.common.config import Settings
-from services.common.reader import read_topic
+from services.common.progress import reading
+from services.common.reader import read_topic, total_offsets
 
 from .service import EngineCore
 
 Stream = tuple[str, str]
+
+
+def _read(settings: Settings, topic: str):
+    """Every committed record of topic, with a progress bar on a terminal."""
+    return reading(read_topic(settings, topic), topic, lambda: total_offsets(settings, topic))
 
 
 def verify(settings: Settings) -> tuple[int, list[Stream], list[str]]:
@@ -24,13 +30,13 @@ def verify(settings: Settings) -> tuple[int, list[Stream], list[str]]:
     engine = core.fresh(0, 1)
     expected: dict[Stream, list[bytes]] = defaultdict(list)
     inputs = 0
-    for record in read_topic(settings, core.input_topic):
+    for record in _read(settings, core.input_topic):
         for out in engine.apply(record.value()):
             expected[out.topic, out.key].append(out.value)
         inputs += 1
     actual: dict[Stream, list[bytes]] = defaultdict(list)
     for topic in core.output_topics:
-        for record in read_topic(settings, topic):
+        for record in _read(settings, topic):
             actual[topic, record.key().decode()].append(record.value())
     behind, differences = [], []
     for stream in sorted(expected.keys() | actual.keys()):

@@ -26,11 +26,12 @@ from pathlib import Path
 from services.common.config import Settings
 
 from . import commands as cmd
-from .bus import Bus, Event, Subscriber
+from .bus import AppendError, Bus, DecisionTimeout, Event, Subscriber
 from .commands import Command, DayTradeSpec, OrderSpec, QuoteRecord, Stamp
 from .config import GatewaySettings
 from .directory import Directory
 from .market_view import BookView
+from .metrics import GatewayMetrics
 from .projection import OrderView, Projection, Row
 from .quotes import QuoteManager
 from .sessions import Session
@@ -59,6 +60,7 @@ class Desk:
         self._directory = Directory(projection, bus, projection_timeout)
         self._bus.listeners.append(self._directory.observe)
         self._command_ids = command_ids()
+        self.metrics = GatewayMetrics()
         # every decision that any answer of this gateway has reflected, whoever asked: a read
         # waits for all of it, so no connection reads anything older than an answer it was given
         self.answered = Session()
@@ -149,10 +151,18 @@ class Desk:
         return self._send(cmd.withdraw(self.stamp(), account, amount), session)
 
     def place_order(
-        self, account: str, order: OrderSpec, session: Session, *, matched: bool = False
+        self,
+        account: str,
+        order: OrderSpec,
+        session: Session,
+        *,
+        matched: bool = False,
+        surface: str = "other",
     ) -> Awaitable[Event]:
         """``matched``: answered once the order is matched and every settlement it caused is
-        decided (its OrderAccepted, carrying the OrderPlaced and fills), not at acceptance."""
+        decided (its OrderAccepted, carrying the OrderPlaced and fills), not at acceptance.
+        ``surface`` (xml, http, private) labels the gateway's orders counter."""
+        self.metrics.order(surface)
         return self._send(cmd.place_order(self.stamp(), account, order), session, matched)
 
     def cancel_order(self, account: str, order_id: int, session: Session) -> Awaitable[Event]:
@@ -240,14 +250,22 @@ class Desk:
         self, command: Command, session: Session | None, placed: bool = False
     ) -> Awaitable[Event]:
         future = self._bus.submit(command, placed)  # appended now, in the caller's order
-        return self._answer(command, future, session)
+        return self._answer(command, future, session, time.perf_counter())
 
     async def _answer(
-        self, command: Command, future: asyncio.Future, session: Session | None
+        self, command: Command, future: asyncio.Future, session: Session | None, sent: float
     ) -> Event:
         """The command's answer, noted with every decision it reflects in its session and in
         the gateway's frontier before anyone is given it."""
-        event = await self._bus.decision(command, future)
+        try:
+            event = await self._bus.decision(command, future)
+        except DecisionTimeout:
+            self.metrics.reply("timeout", time.perf_counter() - sent)
+            raise
+        except AppendError:
+            self.metrics.reply("append_failed", time.perf_counter() - sent)
+            raise
+        self.metrics.reply(event.name.rsplit(".", 1)[-1], time.perf_counter() - sent)
         self.answered.note_answer(event)
         if session is not None:
             session.note_answer(event)

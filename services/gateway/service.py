@@ -13,6 +13,7 @@ import uvicorn
 
 from services.common.config import Settings
 from services.common.gc_tuning import tune_for_service
+from services.common.metrics import serve_metrics
 
 from .channels.daytrade import DayTradeServer
 from .channels.private import PrivateServer, list_default_symbol
@@ -35,6 +36,7 @@ def _raise_fd_limit() -> None:
 
 
 async def serve(settings: Settings, gateway: GatewaySettings) -> None:
+    serve_metrics("gateway")  # its own and the dashboard's figures (services/gateway/metrics.py)
     desk = Desk.from_settings(settings, gateway)
     await desk.start()
     if not gateway.admin_key:

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from confluent_kafka.admin import AdminClient
 
 from services.common.config import Settings
-from services.common.reader import read_topic
+from services.common.progress import reading
+from services.common.reader import read_topic, total_offsets
 
 from .service import LedgerCore
 
@@ -41,8 +42,9 @@ class Report:
 
 
 def records(settings: Settings, topic: str) -> Iterator:
-    """Every committed record of every partition of topic, up to its end as of now."""
-    return read_topic(settings, topic)
+    """Every committed record of every partition of topic, up to its end as of now (with a
+    progress bar on a terminal)."""
+    return reading(read_topic(settings, topic), topic, lambda: total_offsets(settings, topic))
 
 
 def stream_of(core: LedgerCore, topic: str, key: str, value: bytes, partitions: int) -> Stream:

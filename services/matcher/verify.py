@@ -32,7 +32,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from services.common.codec import Codec, CodecError
 from services.common.config import Settings
 from services.common.kafka import consumer_config
-from services.common.reader import partitions_of, read_to_end
+from services.common.progress import reading
+from services.common.reader import end_offsets, partitions_of, read_to_end
 
 from .service import ALL_OUTPUTS, CHECKSUM, MatcherCore, MatcherPartition
 
@@ -59,8 +60,15 @@ class Report:
 def read_partition(
     settings: Settings, topic: str, partition: int, start: int = 0, end: int | None = None
 ) -> Iterator:
-    """Committed records of one partition from start up to end (or its end as of now)."""
-    return read_to_end(settings, {(topic, partition): start or OFFSET_BEGINNING}, stop=end)
+    """Committed records of one partition from start up to end (or its end as of now), with a
+    progress bar on a terminal."""
+    records = read_to_end(settings, {(topic, partition): start or OFFSET_BEGINNING}, stop=end)
+
+    def total() -> int:
+        last = end if end is not None else end_offsets(settings, [topic])[(topic, partition)]
+        return max(last - start, 0)
+
+    return reading(records, f"{topic}[{partition}]", total)
 
 
 def committed_offset(settings: Settings, core: MatcherCore, partition: int) -> int | None:

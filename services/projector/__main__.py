@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     tune_for_service(young=100_000, middle=50)  # batches: short-lived tuples, no cycles
     if args.command == "serve":
-        serve_metrics(settings)
+        serve_metrics("projector")
         sizes = {"batch_records": args.batch_records, "batch_seconds": args.batch_seconds}
         projector = service.Projector(settings, **{k: v for k, v in sizes.items() if v})
         signal.signal(signal.SIGTERM, projector.stop)

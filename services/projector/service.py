@@ -22,16 +22,18 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from services.common import progress
 from services.common.codec import Codec
 from services.common.config import Settings
 from services.common.kafka import FatalErrors, consumer_config
-from services.common.metrics import ProcessorMetrics
-from services.common.reader import EndWatch, end_reader
+from services.common.metrics import DecisionCounter, ProcessorMetrics
+from services.common.reader import EndWatch, end_offsets, end_reader
 
 from . import schema, store
 from .rows import ACCOUNT, ANALYTICS, MARKET, Batch, Event, fold
@@ -117,7 +119,9 @@ class Writer(threading.Thread):
         self.failures = 0
         self.metrics.batches.inc()
         self.metrics.records_in.inc(records)
-        self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started  # the batch's write is its commit here
+        self.metrics.commit_seconds.observe(elapsed)
+        self.metrics.commit_call_seconds.observe(elapsed)
 
 
 class Projector:
@@ -146,6 +150,7 @@ class Projector:
         self.position: dict[Key, int] = {}  # next offset to fold, per owned partition
         self.consumer: Consumer | None = None
         self.submitted = 0  # records handed to the writer
+        self.decisions = DecisionCounter()  # by record type, for the operator dashboard
         self.reseeks = 0  # times the writer failed and the consumer went back
         self._stopping = False
         self._idle_check = 0.0  # monotonic time of the next idle check
@@ -217,6 +222,7 @@ class Projector:
         if not spans:
             return 0
         batch = fold(events)
+        self.decisions.count(Counter(e.name for e in events))
         if batch.unknown:
             log.warning(
                 "%d records not projected (types this version does not know, or day-trading"
@@ -349,8 +355,9 @@ class Projector:
             self._seek(stored)
 
     # -- rebuild --------------------------------------------------------------------------------
-    def catch_up(self) -> int:
-        """Apply every partition of both topics from the stored offsets to the end of the log."""
+    def catch_up(self, advance: Callable[[int], None] = lambda n: None) -> int:
+        """Apply every partition of both topics from the stored offsets to the end of the log;
+        `advance(n)` hears of each batch of n records (a progress bar)."""
         self.writer.start()
         self.consumer = end_reader(self.settings)
         keys = []
@@ -372,10 +379,14 @@ class Projector:
             if self.reseeks != reseeks:  # went back: every partition must reach its end again
                 watch.reset()
                 reseeks = self.reseeks
-            self.step(watch.poll(self.consumer, self.batch_records, self.batch_seconds))
+            advance(self.step(watch.poll(self.consumer, self.batch_records, self.batch_seconds)))
         if self._stopping:
             raise ProjectorError("stopped before reaching the end of the log")
         return self.submitted
+
+
+def _total(settings: Settings, topics: list[str]) -> int:
+    return sum(end_offsets(settings, topics).values())
 
 
 def rebuild(settings: Settings, *, batch_records: int = 20_000) -> int:
@@ -391,7 +402,9 @@ def rebuild(settings: Settings, *, batch_records: int = 20_000) -> int:
     try:
         schema.drop(projector.conn, schema.REBUILD)
         schema.migrate(projector.conn, schema.REBUILD)
-        applied = projector.catch_up()
+        topics = list(projector.sources)
+        with progress.counter("rebuild", lambda: _total(settings, topics)) as advance:
+            applied = projector.catch_up(advance)
         schema.swap_in(projector.conn)
     finally:
         projector.close()

@@ -17,6 +17,7 @@ import pytest
 from infra.local import grant_roles, with_database
 from infra.stack import topology_services
 from services.common.config import Settings
+from services.common.metrics import METRICS_PORTS
 from services.common.topics import provision
 from services.projector import schema
 from tests.support import ServiceProcs, free_port, wait_until
@@ -78,7 +79,8 @@ def system(services, tmp_path_factory) -> Iterator[System]:
         MARKETLOG_XML_PORT=str(xml_port),
         MARKETLOG_HTTP_PORT=str(http_port),
         MARKETLOG_ADMIN_KEY=ADMIN_KEY,
-        MARKETLOG_METRICS_PORT="0",
+        # each service's metrics on a port of its own, for the dashboard and `infra status`
+        **{f"MARKETLOG_{name.upper()}_METRICS_PORT": str(free_port()) for name in METRICS_PORTS},
         MARKETLOG_QUOTE_PORT=str(quote_port),
         MARKETLOG_DAYTRADE_PORT=str(daytrade_port),
         MARKETLOG_DUMP_DIR=str(dump_dir),

@@ -58,7 +58,7 @@ class FakeDesk:
         name = CREATED if what == "account" else ACCEPTED
         return Event(name, record, 0, len(self.answered))
 
-    def place_order(self, account, spec, session: Session, *, matched: bool = False):
+    def place_order(self, account, spec, session: Session, *, matched=False, surface="other"):
         assert matched  # an XML order is answered once matched
         order_id = next(self.order_ids)
         return self._append("order", account, (spec, order_id), {"order_id": order_id})

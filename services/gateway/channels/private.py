@@ -137,7 +137,7 @@ class PrivateConnection(LineConnection):
             client_order_id=str(oid),
         )
         self.orders[oid] = asyncio.get_running_loop().create_future()
-        self._answered(oid, self.desk.place_order(account, spec, self.session))
+        self._answered(oid, self.desk.place_order(account, spec, self.session, surface="private"))
 
     async def _cancel(self, request: wire.CancelOrder) -> None:
         oid = request.order_id

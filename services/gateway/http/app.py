@@ -12,7 +12,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from services.common.collector import Collector
+from services.common.config import Settings
+
 from ..config import GatewaySettings
+from ..dashboard import routes as dashboard
+from ..dashboard.feed import Feed
 from ..desk import Desk
 from ..web import router as web_ui
 from . import account, admin, candles, daytrade, errors, health, market, orders, streams
@@ -44,6 +49,10 @@ def create_app(desk: Desk, settings: GatewaySettings) -> FastAPI:
         if room is admin:
             app.include_router(daytrade.admin_router)
     app.include_router(web_ui)  # the traders' page at / (services/gateway/web, docs/web.md)
+    # the operator dashboard (services/gateway/dashboard): figures from the log, the metrics
+    # endpoints and the projection, collected on the first request
+    app.state.dashboard = Feed(lambda: Collector(Settings(), local="gateway"))
+    app.include_router(dashboard.router)
     return app
 
 

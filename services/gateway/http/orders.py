@@ -37,7 +37,7 @@ async def place(
     spec = m.order_spec(body, desk.now())
     await listed(desk, spec.symbol)
     decision = desk.place_order(
-        caller.account or "", spec, caller.session, matched=wait == "matched"
+        caller.account or "", spec, caller.session, matched=wait == "matched", surface="http"
     )
     event = granted(await decision)
     return _placement(event) or _decision(event)

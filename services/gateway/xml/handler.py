@@ -196,7 +196,7 @@ async def _start(
         # answered once matched and settled, as every server of this protocol does: the
         # client's next request sees it.
         spec = OrderSpec(item.symbol, side, abs(item.qty), item.price)
-        decision = desk.place_order(account, spec, session, matched=True)
+        decision = desk.place_order(account, spec, session, matched=True, surface="xml")
     else:
         decision = desk.cancel_order(account, item.order_id, session)
     # appended now, in request order; a failed write fails the decision
