@@ -80,6 +80,14 @@ class _Live:
     snapshot_at: float
 
 
+# A transactional call that has not returned in this long ends the process (FatalError): found by
+# bench/chaos.py, send_offsets_to_transaction without a timeout blocked for good after a broker
+# restart left the group fencing this member. A new instance fences the open transaction and
+# resumes from the committed offsets; a stuck one would hold back every read_committed reader.
+TXN_CALL_SECONDS = 10.0
+COMMIT_SECONDS = 60.0  # retriable commit failures retried this long
+
+
 class FatalError(RuntimeError):
     """The processor cannot go on (fenced, or the producer is dead)."""
 
@@ -186,7 +194,7 @@ class Processor:
                 TopicPartition(self.core.input_topic, p, self.live[p].next_offset) for p in touched
             ]
             self.producer.send_offsets_to_transaction(
-                offsets, self.consumer.consumer_group_metadata()
+                offsets, self.consumer.consumer_group_metadata(), TXN_CALL_SECONDS
             )
             self._commit()
         except KafkaException as exc:
@@ -238,14 +246,16 @@ class Processor:
 
     def _commit(self) -> None:
         started = time.monotonic()
+        deadline = started + COMMIT_SECONDS
         while True:
             try:
-                self.producer.commit_transaction(30)
+                self.producer.commit_transaction(TXN_CALL_SECONDS)
                 self.metrics.commit_call_seconds.observe(time.monotonic() - started)
                 return
             except KafkaException as exc:
-                if not exc.args[0].retriable():
+                if not exc.args[0].retriable() or time.monotonic() > deadline:
                     raise
+                log.warning("commit retried: %s", exc.args[0])
 
     def _snapshot_due(self) -> None:
         now = time.monotonic()
