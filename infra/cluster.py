@@ -400,15 +400,19 @@ def up() -> int:
 
     if KAFKA.running():
         raise InfraError("the single broker of `make up` is running: `make down` first")
-    began = time.monotonic()
-    CLUSTER.start()
-    CLUSTER.grant()
     from services.common.topics import provision
 
-    created = provision(CLUSTER.settings())
-    POSTGRES.start()
+    began = time.monotonic()
     names = _service_names()
-    start_services(names)
+    try:
+        CLUSTER.start()
+        CLUSTER.grant()
+        created = provision(CLUSTER.settings())
+        POSTGRES.start()
+        start_services(names)
+    except BaseException:  # half a cluster helps nobody: stop what started, then say why
+        down()
+        raise
     print(
         f"Marketlog cluster is up in {time.monotonic() - began:.0f} s"
         f" (created topics: {', '.join(created) or 'none'})\n"
