@@ -377,7 +377,9 @@ def start_services(names: list[str], timeout: float = 120.0) -> None:
             ready.unlink()
         with open(LOGS / f"{name}.log", "ab") as log:
             procs[name] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}", "serve"],
+                # named "python -m services.<name> serve" as honcho's are (bench/steady.py)
+                ["python", "-m", f"services.{name}", "serve"],
+                executable=sys.executable,
                 env=_service_env(name),
                 cwd=ROOT,
                 stdout=log,
