@@ -7,11 +7,13 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 KAFKA_LIBS := .cache/kafka/libs
 
-.PHONY: help deps postgres-server chromium run up down status test test-unit test-integration test-e2e simulate fuzz-http bench lint format clean distclean
+.PHONY: help deps postgres-server chromium run up down status cluster cluster-down cluster-status test test-unit test-integration test-e2e simulate fuzz-http bench lint format clean distclean
 
 help:
 	@echo "make run    start Kafka, PostgreSQL and every service in the foreground (Ctrl-C stops)"
 	@echo "make up     the same in the background, returns when healthy; make down stops it"
+	@echo "make cluster  the same on three Kafka brokers (replication 3, SASL/SCRAM, ACLs), in the"
+	@echo "            background; make cluster-down stops it (docs/cluster.md)"
 	@echo "make test   unit, integration and end-to-end tests against real Kafka and PostgreSQL"
 	@echo "make simulate  seeded whole-exchange simulations in memory (SEEDS=5000, SEED=n: one)"
 	@echo "make bench  benchmarks; results under bench/results/"
@@ -56,6 +58,17 @@ down:
 status: deps
 	$(PY) -m infra status
 
+# Three KRaft brokers with SASL/SCRAM and ACLs, topics replicated 3 times (min.insync.replicas 2),
+# PostgreSQL and every service, each as its own Kafka principal (docs/cluster.md)
+cluster: deps
+	$(PY) -m infra.cluster up
+
+cluster-down:
+	@if [ -x $(PY) ]; then $(PY) -m infra.cluster down; else echo "nothing to stop (no venv)"; fi
+
+cluster-status: deps
+	$(PY) -m infra.cluster status
+
 test: deps
 	$(PY) -m pytest tests
 
@@ -96,7 +109,7 @@ format: deps
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-clean: down
+clean: down cluster-down
 	rm -rf .state
 
 distclean: clean

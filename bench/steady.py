@@ -20,7 +20,7 @@ import subprocess
 import time
 
 from bench import stages
-from bench.cpu import STEAL_SAMPLE_SECONDS, CpuMeter, metered
+from bench.cpu import STEAL_SAMPLE_SECONDS, CpuMeter, kafka_pid, metered, postmaster_pid
 from bench.loadgen import StepResult
 from bench.orders import xml_setup
 from infra.stack import KAFKA, POSTGRES
@@ -41,11 +41,24 @@ def service_pids() -> dict[str, int]:
     return found
 
 
-async def run(rate: float, steps: int, seconds: float) -> None:
+def cluster_meter() -> tuple[CpuMeter, Settings]:
+    """`make cluster`'s three brokers, its PostgreSQL, read as infra's own principal."""
+    from infra import cluster
+
+    brokers = {f"kafka-{n.node_id}": kafka_pid(n) for n in cluster.CLUSTER.nodes}
+    processes = {**service_pids(), **brokers, "loadgen": os.getpid()}
+    meter = CpuMeter(processes, {"postgres": postmaster_pid(cluster.POSTGRES)})
+    return meter, cluster.CLUSTER.settings()
+
+
+async def run(rate: float, steps: int, seconds: float, on_cluster: bool = False) -> None:
     port = int(os.environ.get("MARKETLOG_XML_PORT", "12345"))
     client, bodies = await xml_setup(port, first_account=int(time.time()) * 1000)
-    meter = CpuMeter.for_stack(service_pids(), KAFKA, POSTGRES)
-    settings = Settings(kafka=KAFKA.bootstrap)  # the stack's broker, whatever the environment says
+    if on_cluster:
+        meter, settings = cluster_meter()
+    else:
+        meter = CpuMeter.for_stack(service_pids(), KAFKA, POSTGRES)
+        settings = Settings(kafka=KAFKA.bootstrap)  # the stack's broker, whatever the env says
     try:
         for step in range(1, steps + 1):
             result = StepResult("xml", rate, seconds)
@@ -73,8 +86,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=250.0, help="orders per second")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=20.0, help="per step")
+    parser.add_argument("--cluster", action="store_true", help="against `make cluster`")
     args = parser.parse_args()
-    asyncio.run(run(args.rate, args.steps, args.seconds))
+    asyncio.run(run(args.rate, args.steps, args.seconds, args.cluster))
 
 
 if __name__ == "__main__":

@@ -48,6 +48,8 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
         MARKETLOG_PARTITIONS=str(settings.partitions),
         MARKETLOG_INSTANCE=settings.instance,
         MARKETLOG_RUN_DIR=str(settings.run_dir),
+        MARKETLOG_KAFKA_SECURITY=settings.kafka_security,  # cluster mode: the principal's file
+        MARKETLOG_KAFKA_MODE=settings.kafka_mode,
         **extra,
     )
     return env

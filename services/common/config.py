@@ -50,6 +50,11 @@ class Settings:
     kafka: str = field(default_factory=lambda: _env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092"))
     database_url: str = field(default_factory=_database_url)
     topic_prefix: str = field(default_factory=lambda: _env("MARKETLOG_TOPIC_PREFIX", ""))
+    # cluster mode (docs/cluster.md): a JSON file of this service's SASL client settings (mode
+    # 0600, made by infra/cluster.py) and the topics' replication ("single" or "cluster"); unset,
+    # the clients speak plaintext to the one local broker
+    kafka_security: str = field(default_factory=lambda: _env("MARKETLOG_KAFKA_SECURITY", ""))
+    kafka_mode: str = field(default_factory=lambda: _env("MARKETLOG_KAFKA_MODE", "single"))
     partitions: int = field(default_factory=_default_partitions)
     instance: str = field(default_factory=lambda: _env("MARKETLOG_INSTANCE", "0"))
     run_dir: Path = field(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import stat
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaError
@@ -14,8 +18,48 @@ PARTITIONER = "murmur2_random"
 MAX_RECORD_BYTES = 64 * 1024 * 1024  # snapshots; topic-level max.message.bytes matches
 
 
+# what a credentials file may set: how to authenticate, nothing that changes a client's behaviour
+SECURITY_KEYS = {
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+}
+
+
+class CredentialsError(RuntimeError):
+    """The Kafka credentials file named by MARKETLOG_KAFKA_SECURITY is missing or unusable."""
+
+
+def security_config(settings: Settings) -> dict[str, str]:
+    """The SASL settings of this process's principal (cluster mode), or {} (plaintext).
+
+    The file is JSON of librdkafka settings, written 0600 by infra/cluster.py; one readable by
+    others is refused rather than used, so a leaked permission shows up at once."""
+    if not settings.kafka_security:
+        return {}
+    path = Path(settings.kafka_security)
+    try:
+        mode = os.stat(path).st_mode
+        found = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CredentialsError(f"MARKETLOG_KAFKA_SECURITY={path}: {exc}") from exc
+    if stat.S_IMODE(mode) & 0o077:
+        raise CredentialsError(f"{path}: mode {stat.S_IMODE(mode):o}, must be 600 (secrets)")
+    if not isinstance(found, dict) or not found or set(found) - SECURITY_KEYS:
+        raise CredentialsError(f"{path}: an object of {', '.join(sorted(SECURITY_KEYS))}")
+    return {k: str(v) for k, v in found.items()}
+
+
+def admin_config(settings: Settings, **extra: Any) -> dict:
+    """An AdminClient's settings (provisioning, verify tools)."""
+    return {"bootstrap.servers": settings.kafka, **security_config(settings), **extra}
+
+
 def producer_config(settings: Settings, transactional_id: str | None = None, **extra: Any) -> dict:
     conf = {
+        **security_config(settings),
         "bootstrap.servers": settings.kafka,
         "partitioner": PARTITIONER,
         "enable.idempotence": True,
@@ -38,6 +82,7 @@ def producer_config(settings: Settings, transactional_id: str | None = None, **e
 
 def consumer_config(settings: Settings, group: str | None, **extra: Any) -> dict:
     conf = {
+        **security_config(settings),
         "bootstrap.servers": settings.kafka,
         "group.id": settings.topic_prefix + (group or "unused"),
         "isolation.level": "read_committed",

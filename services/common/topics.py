@@ -11,6 +11,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from .config import ROOT, Settings
+from .kafka import admin_config
 
 SPEC_PATH = ROOT / "infra" / "topics.toml"
 
@@ -24,10 +25,17 @@ class TopicSpec:
     name: str
     partitions: int
     config: dict[str, str]
+    replication: int = 1
 
 
 def load_spec(settings: Settings, path: Path = SPEC_PATH) -> list[TopicSpec]:
     spec = tomllib.loads(path.read_text())
+    if settings.kafka_mode not in spec["modes"]:
+        raise ValueError(
+            f"MARKETLOG_KAFKA_MODE={settings.kafka_mode!r}: one of {', '.join(spec['modes'])}"
+        )
+    mode = dict(spec["modes"][settings.kafka_mode])
+    replication = int(mode.pop("replication.factor"))
     counts: dict[str, int] = {}
     topics = []
     for entry in spec["topic"]:
@@ -38,7 +46,8 @@ def load_spec(settings: Settings, path: Path = SPEC_PATH) -> list[TopicSpec]:
             else int(entry.get("partitions", settings.partitions))
         )
         counts[role] = parts
-        topics.append(TopicSpec(settings.topic(role), parts, dict(spec["kinds"][entry["kind"]])))
+        config = {**spec["kinds"][entry["kind"]], **mode}
+        topics.append(TopicSpec(settings.topic(role), parts, config, replication))
     return topics
 
 
@@ -62,6 +71,12 @@ def _check(admin: AdminClient, specs: list[TopicSpec]) -> None:
         for s in specs
         if len(meta[s.name].partitions) != s.partitions
     ]
+    problems += [
+        f"{s.name}: replication {len(p.replicas)}, spec says {s.replication}"
+        for s in specs
+        for p in list(meta[s.name].partitions.values())[:1]
+        if len(p.replicas) != s.replication
+    ]
     resources = [ConfigResource(ConfigResource.Type.TOPIC, s.name) for s in specs]
     for spec, future in zip(specs, admin.describe_configs(resources).values(), strict=True):
         actual = {k: v.value for k, v in future.result().items()}
@@ -76,14 +91,14 @@ def _check(admin: AdminClient, specs: list[TopicSpec]) -> None:
 
 def provision(settings: Settings, path: Path = SPEC_PATH) -> list[str]:
     """Create every missing topic, then check all of them against the spec. Returns the created."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka})
+    admin = AdminClient(admin_config(settings))
     specs = load_spec(settings, path)
     existing = admin.list_topics(timeout=10).topics
     missing = [s for s in specs if s.name not in existing]
     created = []
     if missing:
         futures = admin.create_topics(
-            [NewTopic(s.name, s.partitions, 1, config=s.config) for s in missing],
+            [NewTopic(s.name, s.partitions, s.replication, config=s.config) for s in missing],
             operation_timeout=30,
         )
         for name, future in futures.items():

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from confluent_kafka.admin import AdminClient
 
 from services.common.config import Settings
+from services.common.kafka import admin_config
 from services.common.progress import reading
 from services.common.reader import read_topic, total_offsets
 
@@ -55,7 +56,7 @@ def stream_of(core: LedgerCore, topic: str, key: str, value: bytes, partitions: 
 
 
 def partition_count(settings: Settings, topic: str) -> int:
-    admin = AdminClient({"bootstrap.servers": settings.kafka})
+    admin = AdminClient(admin_config(settings))
     return len(admin.list_topics(topic, timeout=10).topics[topic].partitions)
 
 

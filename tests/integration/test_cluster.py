@@ -1,0 +1,197 @@
+"""`make cluster`'s Kafka (infra/cluster.py): three KRaft brokers, replication 3, SCRAM and ACLs.
+
+One cluster for the module, on its own ports (29100-29105) under .state/test-cluster, wiped first:
+topics are replicated three times with two in sync; a client without credentials or with a wrong
+password is refused; each service's principal can do what it is granted and nothing else; and the
+ledger, as its own principal, decides commands the gateway's principal appends, through the loss
+of a broker, every decision exactly once (services.ledger.verify). No password reaches a log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import shutil
+import time
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from infra.cluster import Cluster
+from infra.local import STATE
+from services.common.config import Settings
+from services.common.kafka import consumer_config, producer_config
+from services.common.reader import end_offsets
+from services.common.topics import load_spec, provision
+from services.ledger.verify import verify
+from testkit.pipeline import LEDGER_COMMANDS, Pipeline
+from testkit.simulation import random_session
+from tests.support import ServiceProcs, wait_until
+
+pytestmark = pytest.mark.integration
+PARTITIONS = 4
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    found = Cluster(STATE / "test-cluster", 29100)
+    found.stop()
+    shutil.rmtree(found.home, ignore_errors=True)
+    began = time.monotonic()
+    found.start()
+    found.grant()
+    provision(found.settings(partitions=PARTITIONS))
+    print(f"cluster up, granted and provisioned in {time.monotonic() - began:.1f} s")
+    try:
+        yield found
+    finally:
+        found.stop()
+
+
+def ends(settings: Settings, topic: str) -> dict:
+    return end_offsets(settings, [topic], committed=False)
+
+
+def refused_produce(settings: Settings, topic: str, **extra) -> set[int]:
+    """The error codes one record's produce meets: the client's errors until its delivery report
+    (which carries the refusal, or a time-out when the connection itself was refused)."""
+    errors: list[KafkaError] = []
+    reports: list[KafkaError | None] = []
+    conf = producer_config(settings, None, **{"message.timeout.ms": 10_000, **extra})
+    conf["error_cb"] = errors.append
+    producer = Producer(conf)
+    producer.produce(topic, b"x", b"k", on_delivery=lambda err, _: reports.append(err))
+
+    def reported() -> bool:
+        try:
+            producer.poll(0.2)
+        except KafkaException as exc:  # a fatal error (the client can never produce) ends it
+            reports.append(exc.args[0])
+        return bool(reports)
+
+    wait_until(reported, 30, f"the delivery report of a produce to {topic}")
+    assert reports[0] is not None, f"{topic}: the record was appended"
+    return {e.code() for e in errors + reports}
+
+
+def test_topics_are_replicated_three_times_with_two_in_sync(cluster):
+    settings = cluster.settings(partitions=PARTITIONS)
+    assert provision(settings) == []  # idempotent: all there, all as the spec says
+    admin = AdminClient({**producer_config(settings), "log_level": 0})
+    specs = load_spec(settings)
+    meta = admin.list_topics(timeout=10).topics
+    for spec in specs:
+        assert spec.replication == 3
+        partitions = meta[spec.name].partitions.values()
+        assert len(partitions) == PARTITIONS
+        assert all(len(p.replicas) == 3 for p in partitions), spec.name
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, s.name) for s in specs]
+    for future in admin.describe_configs(resources).values():
+        assert future.result()["min.insync.replicas"].value == "2"
+    single = dataclasses.replace(settings, kafka_mode="single")  # the spec's other mode
+    assert {s.replication for s in load_spec(single)} == {1}
+
+
+def test_no_credentials_or_a_wrong_password_is_refused_and_appends_nothing(cluster):
+    gateway = cluster.settings("gateway")
+    topic = gateway.topic("ledger.commands")
+    before = ends(gateway, topic)
+    plaintext = dataclasses.replace(gateway, kafka_security="")
+    with pytest.raises(KafkaException):  # SASL listeners: a plaintext client gets no metadata
+        AdminClient({"bootstrap.servers": plaintext.kafka, "log_level": 0}).list_topics(timeout=5)
+    producer = Producer(
+        producer_config(plaintext, None, log_level=0, **{"message.timeout.ms": 5000})
+    )
+    producer.produce(topic, b"x", b"k")
+    assert producer.flush(10) == 0  # given up: the record timed out undelivered
+    codes = refused_produce(gateway, topic, **{"sasl.password": "not-the-password"})
+    assert KafkaError._AUTHENTICATION in codes, codes
+    assert ends(gateway, topic) == before
+
+
+def test_each_principal_can_do_only_what_it_is_granted(cluster):
+    gateway, projector = cluster.settings("gateway"), cluster.settings("projector")
+    ledger = cluster.settings("ledger")
+    topic = gateway.topic
+    before = {t: ends(gateway, topic(t)) for t in ("market.events", "account.events")}
+    for denied in ("market.events", "account.events", "match.commands", "ledger.snapshots"):
+        codes = refused_produce(gateway, topic(denied))
+        assert KafkaError.TOPIC_AUTHORIZATION_FAILED in codes, (denied, codes)
+    # the projector has no write grant at all: not even an idempotent producer id
+    codes = refused_produce(projector, topic("account.events"))
+    assert KafkaError.CLUSTER_AUTHORIZATION_FAILED in codes, codes
+    assert {t: ends(gateway, topic(t)) for t in before} == before
+    # nor may it read, or even see, what is not a decision
+    reader = Consumer(consumer_config(projector, None, log_level=0))
+    commands = topic("ledger.commands")
+    seen = reader.list_topics(commands, 10).topics[commands]
+    reader.close()
+    assert seen.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # a processor cannot take another's transactional id (it would fence that processor)
+    thief = Producer(producer_config(ledger, "matcher-0", log_level=0))
+    with pytest.raises(KafkaException) as raised:
+        thief.init_transactions(20)
+    assert raised.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    # and no service creates topics
+    admin = AdminClient({**producer_config(gateway), "log_level": 0})
+    created = admin.create_topics([NewTopic("gateway.own", 1, 3)])
+    with pytest.raises(KafkaException) as raised:
+        created["gateway.own"].result()
+    assert raised.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def session_log() -> list[tuple[int, str, bytes]]:
+    pipeline = Pipeline(PARTITIONS, project=False)
+    random_session(pipeline, random.Random(20261206), 800, accounts=20)
+    return [(p, r.key, r.value) for p, _, r in pipeline.log.in_order(LEDGER_COMMANDS)]
+
+
+def append(settings: Settings, records) -> None:
+    """As the gateway appends: idempotent, acks=all, each record where the session put it."""
+    producer = Producer(producer_config(settings))
+    for partition, key, value in records:
+        producer.produce(settings.topic("ledger.commands"), value, key, partition=partition)
+    assert producer.flush(60) == 0
+
+
+def caught_up(admin: Settings) -> bool:
+    topic = admin.topic("ledger.commands")
+    group = Consumer(consumer_config(admin, None, **{"group.id": admin.topic("ledger")}))
+    try:
+        committed = group.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], 10)
+        done = end_offsets(admin, [topic])
+        return all(c.offset == done[(topic, c.partition)] for c in committed)
+    finally:
+        group.close()
+
+
+def test_the_ledger_decides_through_the_cluster_and_survives_a_broker_loss(cluster, tmp_path):
+    admin = cluster.settings(partitions=PARTITIONS)
+    gateway = cluster.settings("gateway", partitions=PARTITIONS)
+    ledger = cluster.settings("ledger", partitions=PARTITIONS, run_dir=tmp_path / "run")
+    log = session_log()
+    half = len(log) // 2
+    procs = ServiceProcs(ledger, tmp_path, MARKETLOG_LEDGER_SNAPSHOT_RECORDS="200")
+    procs.start("ledger")
+    try:
+        append(gateway, log[:half])
+        wait_until(lambda: caught_up(admin), 60, "the ledger to decide the first half")
+        cluster.nodes[1].kill()  # a broker lost: two of three replicas remain in sync
+        began = time.monotonic()
+        append(gateway, log[half:])
+        wait_until(lambda: caught_up(admin), 90, "the ledger to decide the rest, one broker down")
+        print(f"second half decided {time.monotonic() - began:.1f} s after the broker's loss")
+        report = verify(admin)  # the pure core over the logged input, against the logged output
+        assert (report.differences, report.behind) == ([], [])
+        assert report.inputs == len(log) and report.outputs > report.inputs
+    finally:
+        procs.stop_all()
+    cluster.start_node(1)  # and it comes back
+    passwords = [json.loads(p.read_text())["sasl.password"] for p in cluster.secrets.glob("*.json")]
+    logs = [n.home / "kafka.log" for n in cluster.nodes] + [tmp_path / "ledger.log"]
+    for path in logs:
+        text = path.read_text(errors="replace")
+        assert not [p for p in passwords if p in text], f"a password in {path}"
