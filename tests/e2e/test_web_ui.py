@@ -5,7 +5,8 @@ accounts cross, see the candle it makes; the day-trading screen: ADD, QUOTE, BUY
 within the countdown, the summary, triggers, DUMPLOG downloaded; API errors shown verbatim.
 
 Every wait is on a condition with a deadline (Playwright's ``expect``). The screenshots in
-docs/screenshots/ are written here when MARKETLOG_SCREENSHOTS=1 (tests/e2e/browser.py). The page's load size and time to first render are printed
+docs/screenshots/ are written here when MARKETLOG_SCREENSHOTS=1 (tests/e2e/browser.py). The
+page's load size and time to first render are printed
 (run with ``-s``) and the size is held to a budget."""
 
 from __future__ import annotations
