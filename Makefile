@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 KAFKA_LIBS := .cache/kafka/libs
 
-.PHONY: help deps postgres-server chromium run up down status cluster cluster-down cluster-status test test-unit test-integration test-e2e simulate fuzz-http bench lint format clean distclean
+.PHONY: help deps postgres-server chromium chaos run up down status cluster cluster-down cluster-status test test-unit test-integration test-e2e simulate fuzz-http bench lint format clean distclean
 
 help:
 	@echo "make run    start Kafka, PostgreSQL and every service in the foreground (Ctrl-C stops)"
@@ -17,6 +17,7 @@ help:
 	@echo "make test   unit, integration and end-to-end tests against real Kafka and PostgreSQL"
 	@echo "make simulate  seeded whole-exchange simulations in memory (SEEDS=5000, SEED=n: one)"
 	@echo "make bench  benchmarks; results under bench/results/"
+	@echo "make chaos  faults under load (kill -9, pause, broker restart); results in bench/results/"
 	@echo "make fuzz-http  schemathesis (all checks and phases) against the stack make up runs"
 	@echo "make clean  stop everything and drop all state (.state/)"
 
@@ -100,6 +101,14 @@ simulate: $(VENV)/.installed
 
 bench: deps
 	$(PY) -m bench
+
+# Faults under load (bench/chaos.py): kill -9 of every service, a paused processor, the broker
+# killed and restarted; lost/duplicated counts, audits, recovery per fault in bench/results/.
+CHAOS_SECONDS ?= 180
+CHAOS_FAULTS ?= 10
+CHAOS_SEED ?= 1
+chaos: deps
+	$(PY) -m bench.chaos --seconds $(CHAOS_SECONDS) --faults $(CHAOS_FAULTS) --seed $(CHAOS_SEED)
 
 lint: deps
 	$(VENV)/bin/ruff check .

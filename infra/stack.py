@@ -38,10 +38,10 @@ def free_port() -> int:
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment a service subprocess needs to see these settings."""
     env = dict(os.environ)
+    # metrics off unless asked for (`extra`): a test's or a benchmark's stack must not take the
+    # default ports from a `make up` on the same machine (services/common/metrics.py)
+    env["MARKETLOG_METRICS_PORT"] = "0"
     env.update(
-        # metrics off unless asked for (`extra`): a test's or a benchmark's stack must not take
-        # the default ports from a `make up` on the same machine (services/common/metrics.py)
-        MARKETLOG_METRICS_PORT="0",
         KAFKA_BOOTSTRAP_SERVERS=settings.kafka,
         DATABASE_URL=settings.database_url,
         MARKETLOG_TOPIC_PREFIX=settings.topic_prefix,
