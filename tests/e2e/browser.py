@@ -24,7 +24,9 @@ SCREENSHOTS = (
 )
 
 
-@pytest.fixture(scope="session")
+# module scope: the sync API runs an event loop in this thread while it is open, so every
+# asyncio.run() after it (most other tests) would fail until it stops
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} missing: `make deps` installs Debian's chromium")

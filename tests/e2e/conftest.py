@@ -22,6 +22,9 @@ from services.common.topics import provision
 from services.projector import schema
 from tests.support import ServiceProcs, free_port, wait_until
 
+# the browser tests' Chromium (tests/e2e/browser.py), registered once for every module here
+from .browser import browser, page  # noqa: F401
+
 SERVICES = ("projector", "ledger", "matcher", "engine", "quotes", "gateway", "analytics")
 # the split topology by default (what `make up` runs); MARKETLOG_E2E_TOPOLOGY=engine runs the
 # same suite over the engine (services/engine: one processor, one partition)

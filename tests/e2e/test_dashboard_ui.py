@@ -18,7 +18,7 @@ import pytest
 
 from infra.stack import ROOT
 
-from .browser import SCREENSHOTS, browser, page  # noqa: F401  (fixtures)
+from .browser import SCREENSHOTS
 from .xml_client import XmlClient, fresh_account, fresh_symbol, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -113,7 +113,7 @@ def test_dashboard_data_needs_the_admin_key(system):
         assert "/dashboard" not in http.get("/openapi.json").text
 
 
-def test_dashboard_shows_throughput_decisions_and_lag_per_partition(system, traffic, page):  # noqa: F811
+def test_dashboard_shows_throughput_decisions_and_lag_per_partition(system, traffic, page):
     page.goto(f"{system.http_url}/dashboard")
     page.fill("#key", system.admin_key)
     page.click("#connect")

@@ -23,7 +23,7 @@ import pytest
 from lxml import etree
 from playwright.sync_api import Page, expect
 
-from .browser import SCREENSHOTS, browser, page  # noqa: F401  (fixtures)
+from .browser import SCREENSHOTS
 from .xml_client import fresh_symbol
 
 pytestmark = pytest.mark.e2e
@@ -123,7 +123,7 @@ def load_figures(tab: Page) -> dict:
     )
 
 
-def test_trading_screen_orders_book_cancel_trade_and_errors(page: Page, system, http):  # noqa: F811
+def test_trading_screen_orders_book_cancel_trade_and_errors(page: Page, system, http):
     buyer, key = new_account(http, system, "10000")
     seller, seller_key = new_account(http, system, "0")
     symbol = new_symbol(http, system, seller, "100")
@@ -223,7 +223,7 @@ def test_trading_screen_orders_book_cancel_trade_and_errors(page: Page, system, 
     assert not problems
 
 
-def test_a_trade_draws_a_candle(page: Page, system, http):  # noqa: F811
+def test_a_trade_draws_a_candle(page: Page, system, http):
     """The candle comes from GET /markets/{symbol}/candles (the analytics app's endpoint)."""
     buyer, key = new_account(http, system, "1000")
     seller, seller_key = new_account(http, system, "0")
@@ -249,7 +249,7 @@ def test_a_trade_draws_a_candle(page: Page, system, http):  # noqa: F811
     shot(page, "trading.png")  # the trading screen with its candle
 
 
-def test_day_trading_screen(page: Page, system, http, tmp_path: Path):  # noqa: F811
+def test_day_trading_screen(page: Page, system, http, tmp_path: Path):
     account, key = new_account(http, system, "0")
     symbol = "".join(random.choices(string.ascii_uppercase, k=3))  # a day-trading symbol
     urls, problems = watch(page)
