@@ -80,7 +80,10 @@ def topology_services(names: list[str] | tuple[str, ...], chosen: str | None = N
 class ServiceProcs:
     """Marketlog services as subprocesses; ``kill`` is SIGKILL, no goodbye. With ``db_secrets``
     (a LocalPostgres's), the services that use PostgreSQL connect as their own roles, as under
-    `make up`; without, as whoever settings.database_url names."""
+    `make up`; without, as whoever settings.database_url names.
+
+    A name is a service (``ledger``) or one instance of it (``ledger@1``: MARKETLOG_INSTANCE=1,
+    its own transactional id and static group member), to run several side by side."""
 
     def __init__(
         self, settings: Settings, logs: Path, db_secrets: Path | None = None, **env: str
@@ -90,17 +93,19 @@ class ServiceProcs:
         self.procs: dict[str, subprocess.Popen] = {}
 
     def _env(self, name: str) -> dict[str, str]:
-        if self.db_secrets is None or name not in SERVICE_ROLES:
-            return self.env
-        return {**self.env, "MARKETLOG_DB_ROLE": name, "MARKETLOG_DB_SECRETS": str(self.db_secrets)}
+        service, _, instance = name.partition("@")
+        env = {**self.env, "MARKETLOG_INSTANCE": instance} if instance else self.env
+        if self.db_secrets is None or service not in SERVICE_ROLES:
+            return env
+        return {**env, "MARKETLOG_DB_ROLE": service, "MARKETLOG_DB_SECRETS": str(self.db_secrets)}
 
     def start(self, *names: str, timeout: float = 120.0) -> None:
         for name in names:
-            for ready in self.settings.run_dir.glob(f"{name}-*.ready"):
+            for ready in self.settings.run_dir.glob(self._ready_glob(name)):
                 ready.unlink()
             with open(self.logs / f"{name}.log", "ab") as log:
                 self.procs[name] = subprocess.Popen(
-                    [sys.executable, "-m", f"services.{name}", "serve"],
+                    [sys.executable, "-m", f"services.{name.partition('@')[0]}", "serve"],
                     env=self._env(name),
                     cwd=ROOT,
                     stdout=log,
@@ -118,7 +123,12 @@ class ServiceProcs:
             raise RuntimeError(
                 f"{name} exited with {self.procs[name].returncode}:\n{self.log(name)}"
             )
-        return any(self.settings.run_dir.glob(f"{name}-*.ready"))
+        return any(self.settings.run_dir.glob(self._ready_glob(name)))
+
+    @staticmethod
+    def _ready_glob(name: str) -> str:
+        service, _, instance = name.partition("@")
+        return f"{service}-{instance or '*'}.ready"
 
     def kill(self, name: str) -> None:
         self.procs[name].kill()

@@ -70,7 +70,11 @@ def producer_config(settings: Settings, transactional_id: str | None = None, **e
     }
     if transactional_id:
         conf["transactional.id"] = settings.topic_prefix + transactional_id
-        conf["transaction.timeout.ms"] = 60_000
+        # An instance that dies mid-transaction and is not restarted under its id leaves the
+        # transaction open until the broker aborts it after this long: until then its outputs'
+        # readers and whoever takes its partitions over (their committed offsets are "unstable")
+        # wait. Short, as Kafka Streams' 10 s under exactly-once: a batch commits well within it.
+        conf["transaction.timeout.ms"] = 15_000
         # A transaction begun while the coordinator still completes the previous one gets
         # CONCURRENT_TRANSACTIONS; librdkafka retries AddOffsetsToTxn after retry.backoff.ms
         # (100 ms by default, doubling per retry), which was most of the p99 at 250 orders/s.

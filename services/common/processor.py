@@ -29,6 +29,7 @@ from typing import NamedTuple, Protocol
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
+    KafkaError,
     KafkaException,
     Producer,
     TopicPartition,
@@ -86,6 +87,7 @@ class _Live:
 # resumes from the committed offsets; a stuck one would hold back every read_committed reader.
 TXN_CALL_SECONDS = 10.0
 COMMIT_SECONDS = 60.0  # retriable commit failures retried this long
+UNSTABLE = {KafkaError._TIMED_OUT, KafkaError.UNSTABLE_OFFSET_COMMIT}  # a committed-offset fetch
 
 
 class FatalError(RuntimeError):
@@ -304,9 +306,7 @@ class Processor:
 
     def _recover(self, partition: int) -> _Live:
         snapshot = self._read_snapshot(partition)
-        committed = self.consumer.committed([TopicPartition(self.core.input_topic, partition)], 30)[
-            0
-        ].offset
+        committed = self._committed(partition)
         if snapshot is None:
             state, start = self.core.fresh(partition, self._partitions), 0
         else:
@@ -325,6 +325,24 @@ class Processor:
             end,
         )
         return _Live(state, end, end - start, time.monotonic())
+
+    def _committed(self, partition: int) -> int:
+        """The group's committed offset of an input partition. Taken over from an instance that
+        died mid-transaction, it stays unstable until the broker aborts that transaction
+        (transaction.timeout.ms, services/common/kafka.py): wait for it, a while."""
+        deadline = time.monotonic() + COMMIT_SECONDS
+        while True:
+            try:
+                found = self.consumer.committed(
+                    [TopicPartition(self.core.input_topic, partition)], TXN_CALL_SECONDS
+                )
+                return found[0].offset
+            except KafkaException as exc:
+                error = exc.args[0]
+                waiting = error.retriable() or error.code() in UNSTABLE
+                if not waiting or time.monotonic() > deadline:
+                    raise
+                log.info("partition %d: committed offset not stable yet (%s)", partition, error)
 
     def _read_snapshot(self, partition: int) -> dict | None:
         latest = None

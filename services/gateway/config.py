@@ -18,6 +18,11 @@ def _int(name: str, default: int) -> int:
     return int(_env(name, str(default)))
 
 
+def reuse_port() -> bool:
+    """MARKETLOG_GATEWAY_REUSE_PORT=1: listen with SO_REUSEPORT (several gateways, one address)."""
+    return _env("MARKETLOG_GATEWAY_REUSE_PORT", "0") == "1"
+
+
 @dataclass(frozen=True)
 class GatewaySettings:
     xml_host: str = field(default_factory=lambda: _env("MARKETLOG_XML_HOST", "127.0.0.1"))
@@ -44,6 +49,9 @@ class GatewaySettings:
     max_connections: int = field(
         default_factory=lambda: _int("MARKETLOG_XML_MAX_CONNECTIONS", 10_000)
     )
+    # several gateways on one host share each port (SO_REUSEPORT: the kernel spreads the
+    # connections); each answers its own clients from the decisions addressed to it
+    reuse_port: bool = field(default_factory=reuse_port)
     # requests of one XML connection read and not yet answered; past it the server stops reading
     xml_max_inflight: int = field(
         default_factory=lambda: max(1, _int("MARKETLOG_XML_MAX_INFLIGHT", 1000))
@@ -75,6 +83,7 @@ class ChannelSettings:
     """The algorithmic traders' JSON-lines channels (docs/channels.md)."""
 
     host: str = field(default_factory=lambda: _env("MARKETLOG_CHANNEL_HOST", "127.0.0.1"))
+    reuse_port: bool = field(default_factory=reuse_port)
     private_port: int = field(default_factory=lambda: _int("MARKETLOG_PRIVATE_PORT", 7001))
     # a private connection sent nothing this many seconds is sent {"message":"heartbeat"}; 0: never
     private_heartbeat: float = field(

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import resource
 import signal
+import socket
 
 import uvicorn
 
@@ -33,6 +34,15 @@ def _raise_fd_limit() -> None:
     if hard == resource.RLIM_INFINITY or soft < hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 1 << 20), hard))
+
+
+def _shared_socket(host: str, port: int) -> socket.socket:
+    """The HTTP port bound with SO_REUSEPORT, for uvicorn (it has no such option)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
 
 
 async def serve(settings: Settings, gateway: GatewaySettings) -> None:
@@ -62,7 +72,8 @@ async def serve(settings: Settings, gateway: GatewaySettings) -> None:
         )
     )
     http.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # ours, below
-    http_task = asyncio.create_task(http.serve(), name="http")
+    sockets = [_shared_socket(gateway.http_host, gateway.http_port)] if gateway.reuse_port else None
+    http_task = asyncio.create_task(http.serve(sockets=sockets), name="http")
     while not http.started:
         if http_task.done():
             await http_task
@@ -83,7 +94,8 @@ async def serve(settings: Settings, gateway: GatewaySettings) -> None:
         channels.public_port,
         channels.default_symbol,
     )
-    ticker.start()
+    if settings.instance == "0":  # one ticker per exchange, however many gateways run
+        ticker.start()
     settings.mark_ready("gateway")
     log.info(
         "gateway %s: XML on %s:%d, HTTP on %s:%d, day trading on %s:%d",

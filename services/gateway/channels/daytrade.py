@@ -57,7 +57,12 @@ class DayTradeServer:
 
     async def start(self) -> asyncio.Server:
         self.server = await asyncio.start_server(
-            self._serve, self.host, self.port, backlog=4096, limit=1 << 16
+            self._serve,
+            self.host,
+            self.port,
+            backlog=4096,
+            limit=1 << 16,
+            reuse_port=self.gateway.reuse_port or None,
         )
         return self.server
 

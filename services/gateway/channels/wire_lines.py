@@ -113,7 +113,11 @@ class LineServer:
         another gateway on this host, such as a test's) go on without this channel."""
         try:
             self.server = await asyncio.start_server(
-                self._serve, self.settings.host, self.port, backlog=4096
+                self._serve,
+                self.settings.host,
+                self.port,
+                backlog=4096,
+                reuse_port=self.settings.reuse_port or None,
             )
         except OSError as exc:
             log.error("the %s channel is not listening on port %d: %s", self.name, self.port, exc)

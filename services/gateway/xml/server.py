@@ -54,6 +54,7 @@ class XmlServer:
             self.settings.xml_host,
             self.settings.xml_port,
             backlog=4096,
+            reuse_port=self.settings.reuse_port or None,
             # bytes the stream buffers before it stops reading the socket (twice this): the
             # frames are cut by FrameReader, so this bounds memory, not a request's size
             limit=READ_LIMIT,
