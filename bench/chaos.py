@@ -401,9 +401,15 @@ def run(env, seconds: float, fault_count: int, seed: int, rate: float, broker: b
                 stack.inflict(fault)
             struck.append(time.monotonic())
 
-        def going() -> bool:  # the run's length, and 10 s of load after the last fault
+        def going() -> bool:
+            """The run's length; then on until an order sent after the last fault is answered
+            (its recovery is measured) and 10 s more, 120 s after the last fault at most."""
             now = time.monotonic()
-            return now < started + seconds or not struck or now < struck[0] + 10
+            if now < started + seconds or not struck:
+                return True
+            last = started + faults[-1].at_s
+            back = any(ok and sent >= last for sent, _, ok in told.answers[-500:])
+            return now < struck[0] + 10 or (not back and now < struck[0] + 120)
 
         striker = threading.Thread(target=strike, daemon=True)
         striker.start()

@@ -18,8 +18,11 @@ on. An exception from a core is a bug; the process stops before committing the b
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import os
 import signal
+import threading
 import time
 import zlib
 from collections.abc import Iterable
@@ -87,6 +90,11 @@ class _Live:
 # resumes from the committed offsets; a stuck one would hold back every read_committed reader.
 TXN_CALL_SECONDS = 10.0
 COMMIT_SECONDS = 60.0  # retriable commit failures retried this long
+# A batch whose transaction is still open after this long is stuck: the broker aborted it after
+# transaction.timeout.ms (15 s) anyway. Found by bench/chaos.py: after a broker restart
+# send_offsets_to_transaction ignored its own timeout and blocked for minutes. A watchdog thread
+# then ends the process (exit 70) so that its supervisor starts a fresh one.
+WATCHDOG_SECONDS = 45.0
 UNSTABLE = {KafkaError._TIMED_OUT, KafkaError.UNSTABLE_OFFSET_COMMIT}  # a committed-offset fetch
 
 
@@ -111,7 +119,7 @@ class Processor:
         self.batch_records = batch_records
         self.commit_gap = commit_gap
         self.batch_interval = batch_interval
-        self._began_at = self._committed_at = 0.0
+        self._began_at = self._committed_at = self._open_since = 0.0
         self.snapshot_records = snapshot_records
         self.snapshot_seconds = snapshot_seconds
         self.codec = Codec()
@@ -134,6 +142,7 @@ class Processor:
         batch to the last commit, group join and recovery excluded (0 without a batch)."""
         handlers = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         self.producer.init_transactions(30)  # fences any older instance with our transactional id
+        threading.Thread(target=self._watchdog, name="watchdog", daemon=True).start()
         self.consumer.subscribe(
             [self.core.input_topic],
             on_assign=self._on_assign,
@@ -179,10 +188,21 @@ class Processor:
     # -- one transaction ----------------------------------------------------------------------
     def _process(self, records: list) -> None:
         self._began_at = time.monotonic()
+        self._open_since = self._began_at
         try:
             self._transact(records)
         finally:
             self._committed_at = time.monotonic()
+            self._open_since = 0.0
+
+    def _watchdog(self) -> None:
+        while True:
+            time.sleep(1.0)
+            since = self._open_since
+            if since and time.monotonic() - since > WATCHDOG_SECONDS:
+                log.critical("a transaction open for %.0f s: ending the process", WATCHDOG_SECONDS)
+                faulthandler.dump_traceback(all_threads=True)
+                os._exit(70)
 
     def _transact(self, records: list) -> None:
         try:
