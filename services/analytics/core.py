@@ -135,7 +135,45 @@ def _roll(window: Window, closing: Candle, minute_start: int) -> Window:
     return tuple(entry for entry in kept if entry[0] >= oldest)
 
 
-# -- the state as bytes, for the shell's tables (compact JSON: ints stay exact) -----------------
+# -- a partition's state and its records on the state topic ------------------------------------
+HEAD, WINDOW = "head:", "window:"  # state record keys: the prefix + the symbol
+
+
+class Symbols:
+    """Every symbol's head and window for one input partition.
+
+    ``fold`` returns a trade's updates and the state records that make it durable (the head, and
+    the window when a minute closed); ``restore`` takes those records back, newest last, so a
+    state rebuilt from the newest record of each key is the state that wrote them.
+    """
+
+    def __init__(self) -> None:
+        self.heads: dict[str, Head] = {}
+        self.windows: dict[str, Window] = {}
+
+    def fold(self, trade: Trade) -> tuple[list[Update], list[tuple[str, bytes]]]:
+        symbol = trade.symbol
+        window = self.windows.get(symbol, ())
+        head, new_window, updates = fold(self.heads.get(symbol), window, trade)
+        if not updates:
+            return [], []
+        self.heads[symbol] = head
+        records = [(HEAD + symbol, dump_head(head))]
+        if new_window is not window:
+            self.windows[symbol] = new_window
+            records.append((WINDOW + symbol, dump_window(new_window)))
+        return updates, records
+
+    def restore(self, key: str, value: bytes) -> None:
+        if key.startswith(HEAD):
+            self.heads[key[len(HEAD) :]] = load_head(value)
+        elif key.startswith(WINDOW):
+            self.windows[key[len(WINDOW) :]] = load_window(value)
+        else:
+            raise ValueError(f"not an analytics state key: {key!r}")
+
+
+# -- the state as bytes, for the state topic (compact JSON: ints stay exact) --------------------
 def _candle_list(c: Candle) -> list:
     return [c.interval, c.start, c.open, c.high, c.low, c.close, c.volume, c.notional, c.trades]
 

@@ -2,33 +2,39 @@
 
 It consumes ``market.events`` (prefixed, raw bytes, decoded with the repo's Avro codec) with
 ``processing_guarantee="exactly_once"``: for each input partition faust keeps one transactional
-producer, and every ``broker_commit_interval`` it commits, in that producer's transaction, the
-input offsets, the changelogs of the two state tables (``heads``: a symbol's last seq, clock and
-open candles; ``windows``: its closed minutes of the last 24 h) and the candle updates written to
-``analytics.candles``. A kill -9 aborts the open transaction (the restarted producer fences it),
-faust restores the tables from their committed changelogs (read_committed), and the input is
-consumed again from the committed offsets: nothing is lost and nothing counts twice. The seq
-check of the core guards the same against an event delivered twice upstream.
+producer and, every ``broker_commit_interval``, commits in that producer's transaction the input
+offsets it has acked. Each trade's candle updates (to ``analytics.candles``) and the state records
+that make its fold durable (to the compacted ``analytics.state``) are sent on that producer, to
+the input's partition number, in the same transaction (docs/analytics.md, "Exactly once").
 
-One faust detail matters (docs/analytics.md): ``Topic.send`` to a topic the app does not consume
-goes out on faust's plain producer, outside any transaction. So updates are sent with
-``app.producer.send(..., transactional_id=...)`` on the transactional producer of the input
-partition, to the same partition of ``analytics.candles`` (it has as many partitions as
-``market.events``, so a symbol's candles stay together and in order).
+Two faust details decide it, both found by the kill test (tests/integration/test_analytics.py):
+
+- Faust's tables write their changelogs with its plain producer, outside the transaction (and
+  ``Topic.send`` to a topic the app does not consume does too): a kill -9 then restores a state
+  that counted trades whose updates were aborted, or misses ones that were committed. So there
+  are no faust tables here: the state is ours (``core.Symbols``), written to ``analytics.state``
+  in the transaction and read back (read_committed) on the first event after an assignment.
+- Faust commits on a timer, between any two awaits: a commit landing between two sends of one
+  trade would keep half of its updates and replay the trade. So a trade's records are sent while
+  holding the transaction's lock, which faust's commit takes too (``_send_atomically``: the one
+  place that reaches into faust's aiokafka producer, checked on first use).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
 from pathlib import Path
 
 import faust
+from confluent_kafka import OFFSET_BEGINNING
 from confluent_kafka.admin import AdminClient
 
 from services.common.codec import Codec
 from services.common.config import Settings
+from services.common.reader import read_to_end
 
 from . import core
 from .records import TRADE, encode_update, trade_of
@@ -36,10 +42,7 @@ from .records import TRADE, encode_update, trade_of
 log = logging.getLogger(__name__)
 
 APP = "analytics"
-SOURCE, SINK = "market.events", "analytics.candles"
-# the state tables' changelogs, compacted like the processors' snapshot topics (infra/topics.toml):
-# only closed segments are compacted, so a 10-minute segment keeps a restart's restore short
-CHANGELOG = {"segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"}
+SOURCE, SINK, STATE = "market.events", "analytics.candles", "analytics.state"
 COMMIT_SECONDS = 0.25  # how often a transaction commits: most of the trade -> candle latency
 
 
@@ -57,8 +60,9 @@ def partitions_of(settings: Settings, topic: str, timeout: float = 60.0) -> int:
 
 def build(settings: Settings) -> faust.App:
     partitions = partitions_of(settings, settings.topic(SOURCE))
-    if partitions_of(settings, settings.topic(SINK)) != partitions:
-        raise RuntimeError(f"{SINK} must have as many partitions as {SOURCE} (infra/topics.toml)")
+    for topic in (SINK, STATE):
+        if partitions_of(settings, settings.topic(topic)) != partitions:
+            raise RuntimeError(f"{topic} must have as many partitions as {SOURCE} (topics.toml)")
     datadir = settings.run_dir / f"{APP}-{settings.instance}"  # faust's own files (none kept)
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -76,13 +80,14 @@ def build(settings: Settings) -> faust.App:
         key_serializer="raw",  # every key and value here is bytes we encode ourselves
         value_serializer="raw",
     )
-    raw = {"key_type": bytes, "value_type": bytes}
-    source = app.topic(settings.topic(SOURCE), **raw)
-    sink = settings.topic(SINK)
-    table = {"partitions": partitions, "extra_topic_configs": CHANGELOG, **raw}
-    heads = app.Table("heads", **table)
-    windows = app.Table("windows", **table)
+    source_name = settings.topic(SOURCE)
+    source = app.topic(source_name, key_type=bytes, value_type=bytes)
+    sink, state_topic = settings.topic(SINK), settings.topic(STATE)
+    states: dict[int, core.Symbols] = {}  # by input partition, loaded on its first event
     codec = Codec()
+
+    def transactional_id(partition: int) -> str:
+        return f"{app.conf.id}-{app.assignor.group_for_topic(source_name)}-{partition}"
 
     @app.agent(source)
     async def fold(stream):
@@ -103,33 +108,42 @@ def build(settings: Settings) -> faust.App:
                 os._exit(70)
 
     async def fold_one(event) -> None:
-        """One market.events record: a Trade's updates, in the input partition's transaction."""
+        """One market.events record: a Trade's updates and state, in one transaction."""
         name, record = codec.decode(event.value)
         if name != TRADE:
             return
+        partition = event.message.partition
+        tid = transactional_id(partition)
+        symbols = states.get(partition)
+        if symbols is None:
+            symbols = states[partition] = await restore(tid, partition)
         trade = trade_of(record)
-        key = trade.symbol.encode()
-        found = heads.get(key)
-        head = None if found is None else core.load_head(found)
-        window = core.load_window(windows.get(key))
-        new_head, new_window, updates = core.fold(head, window, trade)
+        updates, state = symbols.fold(trade)
         if not updates:
             return  # seen before: nothing changes
-        heads[key] = core.dump_head(new_head)
-        if new_window is not window:
-            windows[key] = core.dump_window(new_window)
-        partition = event.message.partition
-        tid = f"{app.conf.id}-{app.assignor.group_for_topic(event.message.topic)}-{partition}"
-        for update in updates:
-            await app.producer.send(
-                sink,
-                key,
-                encode_update(codec, update),
-                partition,
-                None,
-                None,
-                transactional_id=tid,
-            )
+        key = trade.symbol.encode()
+        out = [(sink, key, encode_update(codec, u)) for u in updates]
+        out += [(state_topic, k.encode(), v) for k, v in state]
+        await _send_atomically(app.producer, tid, partition, out)
+
+    async def restore(tid: str, partition: int) -> core.Symbols:
+        """The partition's committed state. Faust has started this partition's transactional
+        producer before handing out its events, which fenced (aborted) any transaction a dead
+        owner left open, so the committed records are all the state there is."""
+        if tid not in _transaction_producers(app.producer):
+            raise RuntimeError(f"no transactional producer {tid} for partition {partition}")
+        loop = asyncio.get_running_loop()
+        symbols = await loop.run_in_executor(None, load_state, settings, state_topic, partition)
+        log.info("partition %d: state of %d symbols restored", partition, len(symbols.heads))
+        return symbols
+
+    @app.on_partitions_revoked.connect
+    async def revoked(sender, revoked, **kwargs) -> None:
+        # faust stops a revoked partition's producer (its open transaction is aborted when the
+        # next owner starts) and consumes again from the committed offset: so must the state
+        for tp in revoked:
+            if tp.topic == source_name:
+                states.pop(tp.partition, None)
 
     @app.on_rebalance_complete.connect
     async def ready(sender, **kwargs) -> None:
@@ -137,6 +151,31 @@ def build(settings: Settings) -> faust.App:
         log.info("analytics live (%s)", path)
 
     return app
+
+
+def load_state(settings: Settings, topic: str, partition: int) -> core.Symbols:
+    symbols = core.Symbols()
+    for message in read_to_end(settings, {(topic, partition): OFFSET_BEGINNING}):
+        symbols.restore(message.key().decode(), message.value())
+    return symbols
+
+
+def _transaction_producers(producer) -> dict:
+    """Faust's aiokafka producers by transactional id (faust-streaming's aiokafka driver)."""
+    try:
+        return producer._transaction_producers
+    except AttributeError:
+        raise RuntimeError("this faust version keeps no _transaction_producers") from None
+
+
+async def _send_atomically(producer, tid: str, partition: int, out: list) -> None:
+    """Send one trade's records in the partition's transaction with no commit in between: faust's
+    own ``send(transactional_id=...)`` takes the transaction's lock per record, and its commit
+    takes it too, so a commit could fall between two records of one trade."""
+    async with producer._trn_locks[tid]:
+        transaction = _transaction_producers(producer)[tid]
+        for topic, key, value in out:
+            await transaction.send(topic, value, key=key, partition=partition)
 
 
 def serve(settings: Settings | None = None) -> None:

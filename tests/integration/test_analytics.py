@@ -19,6 +19,7 @@ import pytest
 
 from services.common.codec import Codec
 from services.common.config import ROOT
+from services.common.reader import total_offsets
 from services.projector import schema
 from tests import analytics_reference as ref
 from tests.integration import backlog
@@ -133,11 +134,6 @@ def run_example(settings, tmp_path, topic: str) -> set[tuple]:
     return printed
 
 
-# Known defect, issue 18 left open for it: in 2 of 4 runs on 2026-12-06 the app did not hold
-# exactly once across the kill (once a committed candle update was repeated on the topic, once
-# the candles table never reached the trades table's candles within 120 s). Not strict: a pass
-# is reported as XPASS; the test still runs in full every time (docs/analytics.md).
-@pytest.mark.xfail(reason="faust app: exactly once across kill -9 not reliable yet", strict=False)
 def test_kill_9_mid_stream_candles_equal_the_trades_table(settings, database_url, tmp_path):
     settings = dataclasses.replace(settings, database_url=database_url)
     stream, size = commands(11, 700), 700
@@ -165,6 +161,10 @@ def test_kill_9_mid_stream_candles_equal_the_trades_table(settings, database_url
     try:
         procs.start("matcher", "projector")
         backlog.wait_ready(settings.run_dir, "analytics", analytics)
+        # the kill must find committed state to restore (not only offsets past resting orders):
+        # wait for transactions holding ~100 trades' updates and state before starting it
+        sink = settings.topic("analytics.candles")
+        wait_until(lambda: total_offsets(settings, sink) >= 200, 60, "committed candle updates")
         kill = backlog.kill_with_unread_input(
             settings.kafka,
             analytics,
@@ -193,18 +193,20 @@ def test_kill_9_mid_stream_candles_equal_the_trades_table(settings, database_url
         trades = projected_trades(database_url)
         expected = expected_candles(trades)
         updates = updates_on_topic(settings)
-        # every trade counted once: an update per trade and interval, none lost; one repeated
-        # after the kill (seen once in three full-suite runs: faust re-sent a committed update)
-        # must be the same update, so that no trade counts twice (docs/analytics.md)
+        # every trade counted once: one update per trade and interval on the topic, none lost,
+        # none repeated (a committed update sent again would be a second count downstream)
         per_trade: dict[tuple, list[dict]] = {}
         for u in updates:
             per_trade.setdefault((u["envelope"]["key"], u["seq"], u["interval"]), []).append(u)
         repeated = {k: v for k, v in per_trade.items() if len(v) > 1}
-        assert all(all(x == v[0] for x in v) for v in repeated.values()), repeated
-        print(f"updates repeated after the kill: {len(repeated)} of {len(per_trade)}")
+        assert not repeated, repeated
         assert len(per_trade) == 2 * sum(len(t) for t in trades.values())
         assert newest(updates) == expected
         assert len(expected) > 2 * len(SYMBOLS)  # many windows of both intervals
+        # and the state counted each trade once too: one committed head record per trade
+        state = read_all(settings, settings.topic("analytics.state"), timeout=5)
+        heads = [r for r in state if r.key().startswith(b"head:")]
+        assert len(heads) == sum(len(t) for t in trades.values())
         # docs/analytics.md's example consumer, run as it is written, prints the same trades
         assert run_example(settings, tmp_path, source) == {
             (symbol, seq, price, qty)
