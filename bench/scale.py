@@ -219,9 +219,9 @@ def one_n(env: ScaleEnv, instances: int, plan: Plan, reference: int) -> dict:
     logs.mkdir(parents=True, exist_ok=True)
     stack = Stack(settings, logs, instances)
     began = time.monotonic()
-    stack.start()
-    started_s = round(time.monotonic() - began, 1)
     try:
+        stack.start()
+        started_s = round(time.monotonic() - began, 1)
         found = asyncio.run(drive(settings[None], stack, meter_for(env, stack), plan))
     finally:
         stack.stop()
