@@ -3,12 +3,13 @@ on three brokers (issue 19).
 
 Three KRaft brokers as `make cluster` runs them (replication 3, min.insync 2, SASL/SCRAM, each
 service its own principal with its ACLs), on private ports (MARKETLOG_SCALE_PORT, default
-39100-39105; state in .state/bench-scale, wiped first), and a private PostgreSQL. For N = 1, 2, 3:
-fresh topics of PARTITIONS partitions (6: every N divides them) and a fresh database, N instances
-each of the ledger, the matcher and the projector (split topology) and one gateway; a warm-up,
-the idle cores, then open-loop XML orders (bench/loadgen.py) stepped up a grid of rates by
-bench/sweep.py (climbs until two steps fail, then one refinement), each step measured as the e2e
-suite measures it (bench/e2e_bench.py: latency, projection lag, stages, CPU per process).
+39100-39105; state in .state/bench-scale, wiped first), and a private PostgreSQL (a free port).
+For N = 1, 2, 3: fresh topics of PARTITIONS partitions (6: every N divides them) and a fresh
+database, N instances each of the ledger, the matcher and the projector (split topology) and one
+gateway; a warm-up, the idle cores, then open-loop XML orders (bench/loadgen.py) stepped up a
+grid of rates by bench/sweep.py (climbs until two steps fail, then one refinement), each step
+measured as the e2e suite measures it (bench/e2e_bench.py: latency, projection lag, stages, CPU
+per process).
 
 Per N: the highest sustained rate (sweep.sustained: all answered, achieved >= 95 % of offered,
 p99 and the last third's p99 under P99_LIMIT_MS), p50/p99 at REFERENCE_RATE, CPU µs per order per
@@ -126,15 +127,20 @@ class ScaleEnv:
         port = int(os.environ.get("MARKETLOG_SCALE_PORT", "39100"))
         self.home = home
         self.cluster = Cluster(home / "cluster", port)
-        pg_port = int(os.environ.get("MARKETLOG_SCALE_PG_PORT", "55436"))
+        # a free port unless told: another worktree's PostgreSQL may hold any fixed one
+        pg_port = int(os.environ.get("MARKETLOG_SCALE_PG_PORT", "0")) or free_port()
         self.postgres = LocalPostgres(home / "postgres", pg_port, durable=True)
 
     def __enter__(self) -> ScaleEnv:
         self.cluster.stop()
         self.postgres.stop()
         shutil.rmtree(self.home, ignore_errors=True)
-        self.cluster.start()
-        self.postgres.start()
+        try:
+            self.cluster.start()
+            self.postgres.start()
+        except BaseException:  # never leave three brokers behind
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
