@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 KAFKA_LIBS := .cache/kafka/libs
 
-.PHONY: help deps postgres-server chromium chaos run up down status cluster cluster-down cluster-status test test-unit test-integration test-e2e simulate fuzz-http bench lint format clean distclean
+.PHONY: help deps postgres-server chromium chaos run up down status cluster cluster-down cluster-status test test-unit test-integration test-e2e simulate fuzz-http bench scale lint format clean distclean
 
 help:
 	@echo "make run    start Kafka, PostgreSQL and every service in the foreground (Ctrl-C stops)"
@@ -17,6 +17,7 @@ help:
 	@echo "make test   unit, integration and end-to-end tests against real Kafka and PostgreSQL"
 	@echo "make simulate  seeded whole-exchange simulations in memory (SEEDS=5000, SEED=n: one)"
 	@echo "make bench  benchmarks; results under bench/results/"
+	@echo "make scale  throughput against 1, 2, 3 instances per processor on three brokers"
 	@echo "make chaos  faults under load (kill -9, pause, broker restart); results in bench/results/"
 	@echo "make fuzz-http  schemathesis (all checks and phases) against the stack make up runs"
 	@echo "make clean  stop everything and drop all state (.state/)"
@@ -101,6 +102,11 @@ simulate: $(VENV)/.installed
 
 bench: deps
 	$(PY) -m bench
+
+# The scale curve (bench/scale.py, ~13 minutes): 1, 2 and 3 instances of each processor on three
+# brokers, 6 partitions; bench/results/<date>T<HHMM>-scale.json and .md.
+scale: deps
+	$(PY) -m bench.scale
 
 # Faults under load (bench/chaos.py): kill -9 of every service, a paused processor, the broker
 # killed and restarted; lost/duplicated counts, audits, recovery per fault in bench/results/.

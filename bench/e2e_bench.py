@@ -29,7 +29,7 @@ from bench import e2e_report, stages
 from bench.cpu import CpuMeter, metered
 from bench.loadgen import StepResult
 from bench.orders import CONNECTIONS, SYMBOLS, http_setup, xml_setup
-from bench.sweep import QUICK, Plan, best, sustained, sweep
+from bench.sweep import P99_LIMIT_MS, QUICK, Plan, best, sustained, sweep
 from infra.stack import ServiceProcs, free_port, topology_services
 
 SERVICES = ("projector", "ledger", "matcher", "engine", "gateway")
@@ -73,7 +73,10 @@ async def projection_lag(url: str, result: StepResult, stop: asyncio.Event) -> l
             await asyncio.sleep(0.02)  # 20 ms resolution: cheap for the database being measured
 
 
-async def measure(surface: str, rate: float, *, client, payload, settings, meter, plan) -> dict:
+async def measure(
+    surface: str, rate: float, *, client, payload, settings, meter, plan,
+    p99_limit_ms: float = P99_LIMIT_MS,
+) -> dict:  # fmt: skip
     """One step at one offered rate: its latency, lag, stages, CPU and the host's steal."""
     result = StepResult(surface, rate, plan.step_seconds)
     ends = stages.log_ends(settings)
@@ -91,7 +94,7 @@ async def measure(surface: str, rate: float, *, client, payload, settings, meter
     answered = max(1, step["answered"])
     step["cpu_us_per_order"] = {k: round(v * 1e6 / answered, 1) for k, v in cpu.spent.items()}
     step["vm_cores"] = cpu.vm
-    step["sustained"] = sustained(step)
+    step["sustained"] = sustained(step, p99_limit_ms)
     print(
         f"  {surface} {rate}/s -> {step['achieved_per_s']}/s p99 {step['latency_ms']['p99']} ms "
         f"sustained={step['sustained']} (VM busy {cpu.vm['busy']} cores, steal "

@@ -41,13 +41,15 @@ QUICK = Plan(
 )
 
 
-def sustained(step: dict) -> bool:
+def sustained(step: dict, p99_limit_ms: float = P99_LIMIT_MS) -> bool:
+    """The rule above; a suite on a slower setup (bench/scale.py, three brokers) states its own
+    p99 bound."""
     return (
         step["answered"] == step["sent"]
         and step["errors"] == 0
         and step["achieved_per_s"] >= 0.95 * step["offered_per_s"]
-        and step["latency_ms"]["p99"] < P99_LIMIT_MS
-        and step["p99_last_third_ms"] < P99_LIMIT_MS
+        and step["latency_ms"]["p99"] < p99_limit_ms
+        and step["p99_last_third_ms"] < p99_limit_ms
     )
 
 

@@ -300,9 +300,12 @@ class Processor:
 
     # -- assignment and recovery --------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._partitions = len(
-            consumer.list_topics(self.core.input_topic, 10).topics[self.core.input_topic].partitions
-        )
+        # Metadata through the producer, not the consumer whose callback this is: a blocking call
+        # on the same handle inside its callback (list_topics) clears confluent-kafka's per-handle
+        # call state, and the next callback of the same consume() (a second rebalance queued
+        # while this one replays) aborted the process (CallState_get: cs != NULL; bench.scale).
+        topic = self.core.input_topic
+        self._partitions = len(self.producer.list_topics(topic, 10).topics[topic].partitions)
         starts = []
         for tp in partitions:
             self.live[tp.partition] = self._recover(tp.partition)
