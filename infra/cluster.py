@@ -68,9 +68,12 @@ class Grants:
 
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
+    creates: tuple[str, ...] = ()  # topics the service declares itself (faust's internal one)
     groups: tuple[str, ...] = ("unused",)  # a group-less consumer's group.id (common/kafka.py)
     transactional_ids: tuple[str, ...] = ()  # prefixes: "<name>-<instance>" per processor
 
+
+ANALYTICS_LEADER = "analytics-__assignor-__leader"
 
 # Each processor reads its input and its snapshots and writes its outputs and snapshots inside
 # its transactions (common/processor.py); the gateway appends commands and tails the decisions;
@@ -96,7 +99,19 @@ GRANTS: dict[str, Grants] = {
         groups=("engine", "unused"),
         transactional_ids=("engine-",),
     ),
-    "projector": Grants(reads=("account.events", "market.events"), groups=("projector", "unused")),
+    "projector": Grants(
+        reads=("account.events", "market.events", "analytics.candles"),
+        groups=("projector", "unused"),
+    ),
+    # the faust app (services/analytics): its state and candles in its transactions; faust itself
+    # declares and uses the leader assignor's topic, named after the app id (its group)
+    "analytics": Grants(
+        reads=("market.events", "analytics.state", ANALYTICS_LEADER),
+        writes=("analytics.candles", "analytics.state", ANALYTICS_LEADER),
+        creates=(ANALYTICS_LEADER,),
+        groups=("analytics", "unused"),
+        transactional_ids=("analytics-",),
+    ),
 }
 
 
@@ -115,6 +130,7 @@ def acl_bindings(service: str, grants: Grants, prefix: str = "") -> list[AclBind
     return (
         [allow(topic, name, AclOperation.READ) for name in grants.reads]
         + [allow(topic, name, AclOperation.WRITE) for name in grants.writes]
+        + [allow(topic, name, AclOperation.CREATE) for name in grants.creates]
         + [allow(group, name, AclOperation.READ) for name in grants.groups]
         + [
             allow(txn, name, AclOperation.WRITE, ResourcePatternType.PREFIXED)

@@ -34,6 +34,7 @@ from confluent_kafka.admin import AdminClient
 
 from services.common.codec import Codec
 from services.common.config import Settings
+from services.common.kafka import admin_config, security_config
 from services.common.reader import read_to_end
 
 from . import core
@@ -48,7 +49,7 @@ COMMIT_SECONDS = 0.25  # how often a transaction commits: most of the trade -> c
 
 def partitions_of(settings: Settings, topic: str, timeout: float = 60.0) -> int:
     """The partition count of a provisioned topic (infra/topics.toml): the tables need it."""
-    admin, deadline = AdminClient({"bootstrap.servers": settings.kafka}), time.monotonic() + timeout
+    admin, deadline = AdminClient(admin_config(settings)), time.monotonic() + timeout
     while True:
         meta = admin.list_topics(topic, timeout=10).topics.get(topic)
         if meta is not None and meta.error is None and meta.partitions:
@@ -79,6 +80,7 @@ def build(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         key_serializer="raw",  # every key and value here is bytes we encode ourselves
         value_serializer="raw",
+        broker_credentials=credentials(settings),
     )
     source_name = settings.topic(SOURCE)
     source = app.topic(source_name, key_type=bytes, value_type=bytes)
@@ -151,6 +153,18 @@ def build(settings: Settings) -> faust.App:
         log.info("analytics live (%s)", path)
 
     return app
+
+
+def credentials(settings: Settings) -> faust.SASLCredentials | None:
+    """The principal's SASL/SCRAM credentials in cluster mode (MARKETLOG_KAFKA_SECURITY, the same
+    file the confluent-kafka clients read), None on the plaintext single broker."""
+    found = security_config(settings)
+    if not found:
+        return None
+    mechanism = found.get("sasl.mechanism") or found.get("sasl.mechanisms")
+    return faust.SASLCredentials(
+        username=found["sasl.username"], password=found["sasl.password"], mechanism=mechanism
+    )
 
 
 def load_state(settings: Settings, topic: str, partition: int) -> core.Symbols:

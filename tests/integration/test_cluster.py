@@ -22,6 +22,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from infra.cluster import Cluster
 from infra.local import STATE
+from services.common.codec import Codec
 from services.common.config import Settings
 from services.common.kafka import consumer_config, producer_config
 from services.common.reader import end_offsets
@@ -29,10 +30,11 @@ from services.common.topics import load_spec, provision
 from services.ledger.verify import verify
 from testkit.pipeline import LEDGER_COMMANDS, Pipeline
 from testkit.simulation import random_session
-from tests.support import ServiceProcs, wait_until
+from tests.support import ServiceProcs, read_all, wait_until
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 4
+CODEC = Codec()
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +137,11 @@ def test_each_principal_can_do_only_what_it_is_granted(cluster):
     with pytest.raises(KafkaException) as raised:
         thief.init_transactions(20)
     assert raised.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    # the analytics app writes its candles and state, never a command or a decision
+    analytics = cluster.settings("analytics")
+    for denied in ("ledger.commands", "account.events", "market.events"):
+        codes = refused_produce(analytics, topic(denied))
+        assert KafkaError.TOPIC_AUTHORIZATION_FAILED in codes, (denied, codes)
     # and no service creates topics
     admin = AdminClient({**producer_config(gateway), "log_level": 0})
     created = admin.create_topics([NewTopic("gateway.own", 1, 3)])
@@ -195,3 +202,50 @@ def test_the_ledger_decides_through_the_cluster_and_survives_a_broker_loss(clust
     for path in logs:
         text = path.read_text(errors="replace")
         assert not [p for p in passwords if p in text], f"a password in {path}"
+
+
+def trade(symbol: str, seq: int) -> bytes:
+    """A Trade as the matcher writes it (the analytics app reads only these)."""
+    envelope = {"command_id": f"t{seq}", "key": symbol, "ts": 1_800_000_000_000_000 + seq * 9_000,
+                "reply_to": ""}  # fmt: skip
+    return CODEC.encode(
+        "marketlog.market.Trade",
+        {"envelope": envelope, "seq": seq, "price": 1_000_000 + seq, "qty": 100,
+         "maker_order_id": 1, "taker_order_id": 2, "taker_side": "BUY", "maker_remaining": 0,
+         "taker_remaining": 0},
+    )  # fmt: skip
+
+
+def test_the_analytics_app_folds_trades_as_its_own_principal(cluster, tmp_path):
+    """`make cluster` starts the faust app too: with its SCRAM credentials and only its grants
+    (its faust-declared leader topic included) it folds trades into candle updates and state, and
+    the projector's principal may read the candles it projects."""
+    admin = cluster.settings(partitions=PARTITIONS)
+    matcher = cluster.settings("matcher", partitions=PARTITIONS)
+    analytics = cluster.settings("analytics", partitions=PARTITIONS, run_dir=tmp_path / "run")
+    producer = Producer(producer_config(matcher))
+    trades = [(symbol, seq) for symbol in ("AAA", "BBB") for seq in range(1, 26)]
+    for symbol, seq in trades:
+        producer.produce(matcher.topic("market.events"), trade(symbol, seq), symbol.encode())
+    assert producer.flush(60) == 0
+    procs = ServiceProcs(analytics, tmp_path)
+    procs.start("analytics")
+    try:
+        candles, state = admin.topic("analytics.candles"), admin.topic("analytics.state")
+        wait_until(
+            lambda: sum(end_offsets(admin, [candles]).values()) >= 2 * len(trades) + 1,
+            90,
+            "the app's committed candle updates",
+        )
+        updates = [CODEC.decode(r.value())[1] for r in read_all(admin, candles, timeout=5)]
+        assert sorted((u["envelope"]["key"], u["seq"]) for u in updates if u["interval"] == "1s")\
+            == sorted(trades)  # fmt: skip
+        heads = [r for r in read_all(admin, state, timeout=5) if r.key().startswith(b"head:")]
+        assert len(heads) == len(trades)
+    finally:
+        procs.stop_all()
+    reader = Consumer(consumer_config(cluster.settings("projector"), None, log_level=0))
+    try:
+        assert reader.list_topics(candles, 10).topics[candles].error is None
+    finally:
+        reader.close()
