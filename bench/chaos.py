@@ -166,12 +166,18 @@ class Stack:
         with contextlib.suppress(RuntimeError, TimeoutError):
             self.procs.start(name, timeout=180)
 
-    def inflict(self, fault: Fault, rng: random.Random) -> None:
-        """Blocking: the fault, its down time, the way back. A broker fault names the broker it
-        hit (the cluster's is chosen when it strikes)."""
+    def inflict(self, fault: Fault, rng: random.Random, started: float) -> None:
+        """Blocking: the fault, its down time, the way back. ``at_s`` becomes the moment it hit
+        (it may start late: the supervisor holds the lock while it restarts a service). A broker
+        fault names the broker it hit (the cluster's is chosen when it strikes)."""
+
+        def hit() -> None:
+            fault.at_s = round(time.monotonic() - started, 2)
+
         if fault.kind == "broker":
             fault.target = self.brokers.pick(self.settings, rng)
             self.brokers.kill(fault.target)
+            hit()
             time.sleep(fault.down_s)
             self.brokers.restart(fault.target)
             return
@@ -179,11 +185,13 @@ class Stack:
             self.down.add(fault.target)
         if fault.kind == "kill":
             self.procs.kill(fault.target)
+            hit()
             time.sleep(fault.down_s)
             with self.lock:
                 self._start(fault.target)
         else:
             self.procs.signal(fault.target, signal.SIGSTOP)
+            hit()
             time.sleep(fault.down_s)
             self.procs.signal(fault.target, signal.SIGCONT)
         with self.lock:
@@ -396,8 +404,7 @@ def run(
         def strike() -> None:
             for fault in faults:
                 time.sleep(max(0.0, started + fault.at_s - time.monotonic()))
-                fault.at_s = round(time.monotonic() - started, 2)  # a fault may start late
-                stack.inflict(fault, rng)
+                stack.inflict(fault, rng, started)
             struck.append(time.monotonic())
 
         def going() -> bool:
