@@ -25,7 +25,7 @@ are distinct; then the projector's conservation audit, each processor's ``verify
 replays byte for byte), a rebuild of the projection equal to the incremental one, and an L3
 replica equal to the matcher's checksums. Per fault: when it hit, what, the seconds until every
 surface had an order sent after it answered again (``recovery_s``, and per surface) and the worst
-latency of the orders sent in that window (``spike_ms``). Results:
+latency of the orders in flight in that window (``spike_ms``). Results:
 bench/results/<date>-chaos[-cluster].json and .md.
 """
 
@@ -229,8 +229,8 @@ class Stack:
 
 def measure(faults: list[Fault], told: dict[str, Told], started: float) -> None:
     """Per fault and surface: seconds from it until an order sent after it is answered; the
-    fault's recovery is the slowest surface's. Its spike: the worst latency of the orders sent
-    from the fault until then, on any surface."""
+    fault's recovery is the slowest surface's. Its spike: the worst latency of the orders in
+    flight at the fault or sent from it until then, on any surface."""
     for fault in faults:
         hit = started + fault.at_s
         backs = {}
@@ -242,7 +242,7 @@ def measure(faults: list[Fault], told: dict[str, Told], started: float) -> None:
             continue
         back = max(backs.values())
         fault.recovery_s = round(back - hit, 2)
-        window = [a - s for r in told.values() for s, a, _ in r.answers if hit <= s <= back]
+        window = [a - s for r in told.values() for s, a, _ in r.answers if s <= back and a >= hit]
         fault.spike_ms = round(max(window, default=0.0) * 1000, 1)
 
 

@@ -41,8 +41,12 @@ class ClusterEnv(BenchEnv):
         self.cluster.stop()
         self.postgres.stop()
         shutil.rmtree(self.home, ignore_errors=True)
-        self.cluster.start()
-        self.postgres.start()
+        try:
+            self.cluster.start()
+            self.postgres.start()
+        except BaseException:  # e.g. a port taken: leave no broker behind
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

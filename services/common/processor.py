@@ -96,9 +96,10 @@ COMMIT_SECONDS = 60.0  # retriable commit failures retried this long
 # then ends the process (exit 70) so that its supervisor starts a fresh one.
 WATCHDOG_SECONDS = 45.0
 UNSTABLE = {KafkaError._TIMED_OUT, KafkaError.UNSTABLE_OFFSET_COMMIT}  # a committed-offset fetch
-# Adding the offsets to the transaction while its coordinator broker is lost (bench/chaos.py
-# --cluster: one broker of three killed) fails with these, neither fatal nor abortable: the call
-# is made again (librdkafka finds the new coordinator) for this long, instead of ending the process
+# Adding the offsets to the transaction, or fetching the committed ones, while the coordinator's
+# broker is lost (bench/chaos.py --cluster: one broker of three killed) fails with these, neither
+# fatal nor abortable: the call is made again (librdkafka finds the new coordinator) for a while
+# (OFFSETS_SECONDS, COMMIT_SECONDS) instead of ending the process
 COORDINATOR_LOST = {
     KafkaError._TRANSPORT,
     KafkaError.CONCURRENT_TRANSACTIONS,
@@ -389,7 +390,7 @@ class Processor:
                 return found[0].offset
             except KafkaException as exc:
                 error = exc.args[0]
-                waiting = error.retriable() or error.code() in UNSTABLE
+                waiting = error.retriable() or error.code() in UNSTABLE | COORDINATOR_LOST
                 if not waiting or time.monotonic() > deadline:
                     raise
                 log.info("partition %d: committed offset not stable yet (%s)", partition, error)
