@@ -18,7 +18,8 @@ help:
 	@echo "make simulate  seeded whole-exchange simulations in memory (SEEDS=5000, SEED=n: one)"
 	@echo "make bench  benchmarks; results under bench/results/"
 	@echo "make scale  throughput against 1, 2, 3 instances per processor on three brokers"
-	@echo "make chaos  faults under load (kill -9, pause, broker restart); results in bench/results/"
+	@echo "make chaos  faults under load on every surface (kill -9, pause, broker restart); results in"
+	@echo "            bench/results/; make chaos CLUSTER=1: on three brokers, one of them killed"
 	@echo "make fuzz-http  schemathesis (all checks and phases) against the stack make up runs"
 	@echo "make clean  stop everything and drop all state (.state/)"
 
@@ -108,13 +109,17 @@ bench: deps
 scale: deps
 	$(PY) -m bench.scale
 
-# Faults under load (bench/chaos.py): kill -9 of every service, a paused processor, the broker
-# killed and restarted; lost/duplicated counts, audits, recovery per fault in bench/results/.
+# Faults under load on XML, HTTP and the private channel (bench/chaos.py): kill -9 of every
+# service instance, a paused processor, a broker killed and restarted; lost/duplicated counts,
+# audits, recovery per fault in bench/results/. CLUSTER=1: on three brokers as make cluster
+# runs them (one of them killed), with CHAOS_INSTANCES (default 2 there) of each processor.
 CHAOS_SECONDS ?= 180
 CHAOS_FAULTS ?= 10
 CHAOS_SEED ?= 1
+CHAOS_INSTANCES ?= $(if $(CLUSTER),2,1)
 chaos: deps
-	$(PY) -m bench.chaos --seconds $(CHAOS_SECONDS) --faults $(CHAOS_FAULTS) --seed $(CHAOS_SEED)
+	$(PY) -m bench.chaos --seconds $(CHAOS_SECONDS) --faults $(CHAOS_FAULTS) --seed $(CHAOS_SEED) \
+	  --instances $(CHAOS_INSTANCES) $(if $(CLUSTER),--cluster)
 
 lint: deps
 	$(VENV)/bin/ruff check .

@@ -1,23 +1,32 @@
-"""Chaos under load (issue 19): faults at seeded moments while XML clients trade, then the books.
+"""Chaos under load (issue 19): faults at seeded moments while clients trade on every surface,
+then the books.
 
-    python -m bench.chaos [--seconds 120] [--faults 8] [--seed 1] [--rate 100]   (make chaos)
+    python -m bench.chaos [--seconds 120] [--faults 8] [--seed 1] [--rate 100]
+                          [--cluster] [--instances 2]                              (make chaos)
 
-A broker and PostgreSQL of its own (bench/env.py), the split topology (ledger, matcher,
-projector, gateway) and closed-loop XML clients, one account each, offering about ``rate`` orders
-per second that cross and fill. While they trade, a seeded schedule of faults: kill -9 of a
-service (restarted after a short down time), SIGSTOP of a processor past its consumer session
-timeout (10 s) then SIGCONT, kill -9 of the broker (restarted on its data). A supervisor restarts
+PostgreSQL and a broker of its own (bench/env.py), or with ``--cluster`` three KRaft brokers as
+`make cluster` runs them (RF 3, min.insync.replicas 2, SASL/SCRAM, each service its own principal
+and ACLs: bench/chaos_cluster.py); the split topology (ledger, matcher, projector, gateway; with
+``--instances 2`` two of each processor, ``ledger@0``/``ledger@1``, sharing the partitions); and
+closed-loop clients on XML, HTTP and the private JSON-line channel (bench/chaos_load.py), one
+account each, offering about ``rate`` orders per second that cross and fill. While they trade, a
+seeded schedule of faults: kill -9 of a service instance (restarted after a short down time),
+SIGSTOP of a processor past its consumer session timeout (10 s) then SIGCONT, and kill -9 of a
+broker restarted on its data: the only broker (everything waits for it), or on the cluster the
+one leading the most partitions, down 10-20 s while the other two serve. A supervisor restarts
 any service that exits by itself and counts it. The clients reconnect when the gateway goes away;
 a request whose answer never came is "unknown", never retried.
 
-At the end, against what the clients were told (``Told``): every order told `<opened>` is in the
-log and the projection once (``lost`` counts those missing), no account has more orders in the
-log than it sent requests and no command is decided twice (``duplicated``); executions and
-trades are distinct; then the projector's conservation audit, each processor's ``verify`` (the
-log replays byte for byte), a rebuild of the projection equal to the incremental one, and an L3
-replica equal to the matcher's checksums. Per fault: when it hit, what, the seconds until an
-order sent after it was answered again (``recovery_s``) and the worst latency of the orders sent
-in that window (``spike_ms``). Results: bench/results/<date>-chaos.json and .md.
+At the end, per surface, against what its clients were told (``Told``): every order told open
+(XML ``<opened>``, HTTP 201, a NEW report) is in the log and the projection once (``lost`` counts
+those missing), no account has more orders in the log than it sent requests, no command is
+decided twice and no client order id names two orders (``duplicated``); executions and trades
+are distinct; then the projector's conservation audit, each processor's ``verify`` (the log
+replays byte for byte), a rebuild of the projection equal to the incremental one, and an L3
+replica equal to the matcher's checksums. Per fault: when it hit, what, the seconds until every
+surface had an order sent after it answered again (``recovery_s``, and per surface) and the worst
+latency of the orders in flight in that window (``spike_ms``). Results:
+bench/results/<date>-chaos[-cluster].json and .md.
 """
 
 from __future__ import annotations
@@ -26,33 +35,28 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
-import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.chaos_cluster import BrokerFaults, ClusterBrokerFaults, ClusterEnv
+from bench.chaos_load import SURFACES, Ports, Told, load, open_accounts
 from infra.stack import ServiceProcs, free_port, settings_env
 from services.common.codec import Codec
 from services.common.config import Settings
+from services.common.kafka import consumer_config
 from services.common.reader import read_topic
 from services.projector import schema  # the projection's own tables, read as the tests do
 from services.projector.schema import connect
 
-SERVICES = ("projector", "ledger", "matcher", "gateway")
-PROCESSORS = ("ledger", "matcher")
 SESSION_TIMEOUT_S = 10.0  # services/common/kafka.py session.timeout.ms
-SYMBOLS = ("C0", "C1")
-OPENED = re.compile(rb'<opened [^>]*id="(\d+)"')
-REQUEST_TIMEOUT_S = 30.0
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -62,35 +66,49 @@ class Fault:
     target: str
     at_s: float  # since the load started
     down_s: float
-    recovery_s: float | None = None
+    recovery_s: float | None = None  # until every surface answered an order sent after it
     spike_ms: float | None = None
+    recovery_by_surface: dict[str, float | None] = field(default_factory=dict)
 
 
-@dataclass
-class Told:
-    """What the load generator sent and was told, per account."""
-
-    sent: Counter = field(default_factory=Counter)
-    opened: dict[int, str] = field(default_factory=dict)  # order id -> account
-    errors: Counter = field(default_factory=Counter)  # <error> answers by text
-    unknown: int = 0  # requests whose answer never came (connection lost or timed out)
-    answers: list[tuple[float, float, bool]] = field(default_factory=list)  # sent, answered, ok
+def topology(instances: int) -> tuple[list[str], list[str]]:
+    """The services (processor instances named ``ledger@i`` when there are several) and the
+    processors among them."""
+    processors = [
+        f"{p}@{i}" if instances > 1 else p for p in ("ledger", "matcher") for i in range(instances)
+    ]
+    return ["projector", *processors, "gateway"], processors
 
 
-def schedule(rng: random.Random, seconds: float, count: int, broker: bool) -> list[Fault]:
-    """`count` faults spread over the middle of the run: kills of every service, one pause, and
-    (if `broker`) one broker kill; their order and moments from the seed."""
-    kinds: list[tuple[str, str]] = [("pause", rng.choice(PROCESSORS))]
+def schedule(
+    rng: random.Random,
+    seconds: float,
+    count: int,
+    broker: bool,
+    instances: int = 1,
+    cluster: bool = False,
+) -> list[Fault]:
+    """`count` faults spread over the middle of the run: kills of every service instance in a
+    seeded order, one pause, and (if `broker`) one broker kill; their order and moments from the
+    seed. A cluster's broker stays down 10-20 s (the others serve meanwhile)."""
+    services, processors = topology(instances)
+    victims = rng.sample(services, len(services))
+    kinds: list[tuple[str, str]] = [("pause", rng.choice(processors))]
     if broker:
-        kinds.append(("broker", "kafka"))
+        kinds.append(("broker", "broker" if cluster else "kafka"))
     while len(kinds) < count:
-        kinds.append(("kill", SERVICES[len(kinds) % len(SERVICES)]))
+        kinds.append(("kill", victims[len(kinds) % len(victims)]))
     rng.shuffle(kinds)
     gap = seconds * 0.8 / len(kinds)
     faults = []
     for n, (kind, target) in enumerate(kinds):
         at = seconds * 0.1 + n * gap + rng.uniform(0, gap * 0.3)
-        down = SESSION_TIMEOUT_S + 2 if kind == "pause" else rng.uniform(0.5, 3.0)
+        if kind == "pause":
+            down = SESSION_TIMEOUT_S + 2
+        elif kind == "broker" and cluster:
+            down = rng.uniform(10.0, 20.0)
+        else:
+            down = rng.uniform(0.5, 3.0)
         faults.append(Fault(kind, target, round(at, 2), round(down, 2)))
     return faults
 
@@ -98,17 +116,26 @@ def schedule(rng: random.Random, seconds: float, count: int, broker: bool) -> li
 class Stack:
     """The services as subprocesses, with a supervisor restarting what exits by itself."""
 
-    def __init__(self, env, settings: Settings, logs: Path, xml_port: int, admin: str) -> None:
-        self.env, self.settings = env, settings
+    def __init__(
+        self,
+        settings: Settings,
+        logs: Path,
+        ports: Ports,
+        services: list[str],
+        brokers: BrokerFaults,
+        credentials: dict[str, str] | None = None,
+    ) -> None:
+        self.settings, self.services, self.brokers = settings, services, brokers
         self.procs = ServiceProcs(
             settings,
             logs,
-            MARKETLOG_XML_PORT=str(xml_port),
-            MARKETLOG_HTTP_PORT=str(free_port()),
-            MARKETLOG_PRIVATE_PORT=str(free_port()),
+            credentials=credentials,
+            MARKETLOG_XML_PORT=str(ports.xml),
+            MARKETLOG_HTTP_PORT=str(ports.http),
+            MARKETLOG_PRIVATE_PORT=str(ports.private),
             MARKETLOG_PUBLIC_PORT=str(free_port()),
             MARKETLOG_DAYTRADE_PORT=str(free_port()),
-            MARKETLOG_ADMIN_KEY=admin,
+            MARKETLOG_ADMIN_KEY=ports.admin_key,
             MARKETLOG_METRICS_PORT="0",
             MARKETLOG_XML_RATE="1000000",
             MARKETLOG_XML_BURST="1000000",
@@ -123,7 +150,7 @@ class Stack:
         self.stopping = threading.Event()
 
     def start(self) -> None:
-        self.procs.start(*SERVICES)
+        self.procs.start(*self.services, timeout=180)
         threading.Thread(target=self._supervise, daemon=True).start()
 
     def _supervise(self) -> None:
@@ -139,23 +166,32 @@ class Stack:
         with contextlib.suppress(RuntimeError, TimeoutError):
             self.procs.start(name, timeout=180)
 
-    def inflict(self, fault: Fault) -> None:
-        """Blocking: the fault, its down time, the way back."""
+    def inflict(self, fault: Fault, rng: random.Random, started: float) -> None:
+        """Blocking: the fault, its down time, the way back. ``at_s`` becomes the moment it hit
+        (it may start late: the supervisor holds the lock while it restarts a service). A broker
+        fault names the broker it hit (the cluster's is chosen when it strikes)."""
+
+        def hit() -> None:
+            fault.at_s = round(time.monotonic() - started, 2)
+
         if fault.kind == "broker":
-            with self.lock:
-                os.killpg(int(self.env.kafka.pid_file.read_text()), signal.SIGKILL)
-                time.sleep(fault.down_s)
-                self.env.kafka.start()
+            fault.target = self.brokers.pick(self.settings, rng)
+            self.brokers.kill(fault.target)
+            hit()
+            time.sleep(fault.down_s)
+            self.brokers.restart(fault.target)
             return
         with self.lock:
             self.down.add(fault.target)
         if fault.kind == "kill":
             self.procs.kill(fault.target)
+            hit()
             time.sleep(fault.down_s)
             with self.lock:
                 self._start(fault.target)
         else:
             self.procs.signal(fault.target, signal.SIGSTOP)
+            hit()
             time.sleep(fault.down_s)
             self.procs.signal(fault.target, signal.SIGCONT)
         with self.lock:
@@ -165,12 +201,12 @@ class Stack:
         """Stop the supervisor, then every service but the projector."""
         self.stopping.set()
         with self.lock:
-            for name in SERVICES:
-                if name != "projector" and self.procs.procs[name].poll() is None:
+            others = [n for n in self.services if n != "projector"]
+            for name in others:
+                if self.procs.procs[name].poll() is None:
                     self.procs.procs[name].terminate()
-            for name in SERVICES:
-                if name != "projector":
-                    self._wait_stopped(name)
+            for name in others:
+                self._wait_stopped(name)
 
     def _wait_stopped(self, name: str) -> None:
         """A service that does not stop on SIGTERM in 60 s is a finding: its stacks go to its log
@@ -191,91 +227,27 @@ class Stack:
             self.procs.stop_all()
 
 
-class Trader:
-    """One XML connection trading as one account, one request at a time."""
-
-    def __init__(self, port: int, account: str, n: int, told: Told) -> None:
-        self.port, self.account, self.n, self.told = port, account, n, told
-        self.conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-
-    async def request(self, body: bytes) -> bytes | None:
-        try:
-            if self.conn is None:
-                self.conn = await asyncio.wait_for(
-                    asyncio.open_connection("127.0.0.1", self.port), 2
-                )
-            reader, writer = self.conn
-            writer.write(b"%d\n%s" % (len(body), body))
-            return await asyncio.wait_for(reader.readuntil(b"</results>"), REQUEST_TIMEOUT_S)
-        except (TimeoutError, OSError, asyncio.IncompleteReadError):
-            if self.conn is not None:
-                self.conn[1].close()
-            self.conn = None
-            return None
-
-    async def trade(self, going: Callable[[], bool], interval: float) -> None:
-        k = 0
-        while going():
-            began = time.monotonic()
-            side = 1 if (self.n + k) % 2 else -1
-            body = (
-                f'<transactions id="{self.account}"><order sym="{SYMBOLS[k % 2]}" '
-                f'amount="{side * (1 + k % 3)}" limit="{99 + (self.n + k) % 3}"/></transactions>'
-            ).encode()
-            self.told.sent[self.account] += 1
-            reply = await self.request(body)
-            answered = time.monotonic()
-            if reply is None:
-                self.told.unknown += 1
-                await asyncio.sleep(0.2)  # the gateway may be down: do not spin
-            else:
-                found = OPENED.search(reply)
-                if found:
-                    self.told.opened[int(found.group(1))] = self.account
-                else:
-                    self.told.errors[reply.decode(errors="replace")[:120]] += 1
-            self.told.answers.append((began, answered, reply is not None and found is not None))
-            k += 1
-            await asyncio.sleep(max(0.0, interval - (answered - began)))
-
-
-async def open_accounts(port: int, accounts: list[str]) -> None:
-    trader = Trader(port, "setup", 0, Told())
-    for first in range(0, len(accounts), 20):
-        chunk = accounts[first : first + 20]
-        body = "<create>" + "".join(f'<account id="{a}" balance="100000000"/>' for a in chunk)
-        for symbol in SYMBOLS:
-            body += f'<symbol sym="{symbol}">'
-            body += "".join(f'<account id="{a}">1000000</account>' for a in chunk) + "</symbol>"
-        reply = await trader.request((body + "</create>").encode())
-        if reply is None or b"<error" in reply:
-            raise RuntimeError(f"could not open the accounts: {reply!r}")
-
-
-async def load(
-    port: int, accounts: list[str], rate: float, told: Told, going: Callable[[], bool]
-) -> None:
-    interval = len(accounts) / rate
-    traders = [Trader(port, a, n, told) for n, a in enumerate(accounts)]
-    await asyncio.gather(*(t.trade(going, interval) for t in traders))
-
-
-def measure(faults: list[Fault], told: Told, started: float) -> None:
-    """Per fault: seconds from it until an order sent after it is answered, and the worst latency
-    of the orders sent from the fault until then."""
+def measure(faults: list[Fault], told: dict[str, Told], started: float) -> None:
+    """Per fault and surface: seconds from it until an order sent after it is answered; the
+    fault's recovery is the slowest surface's. Its spike: the worst latency of the orders in
+    flight at the fault or sent from it until then, on any surface."""
     for fault in faults:
         hit = started + fault.at_s
-        after = sorted((s, a) for s, a, ok in told.answers if ok and s >= hit)
-        if not after:
+        backs = {}
+        for surface, record in told.items():
+            after = sorted((s, a) for s, a, ok in record.answers if ok and s >= hit)
+            backs[surface] = after[0][1] if after else None
+            fault.recovery_by_surface[surface] = round(after[0][1] - hit, 2) if after else None
+        if None in backs.values():
             continue
-        back = after[0][1]
+        back = max(backs.values())
         fault.recovery_s = round(back - hit, 2)
-        window = [a - s for s, a, _ in told.answers if hit <= s <= back]
+        window = [a - s for r in told.values() for s, a, _ in r.answers if s <= back and a >= hit]
         fault.spike_ms = round(max(window, default=0.0) * 1000, 1)
 
 
-def books(settings: Settings, told: Told) -> dict:
-    """Lost and duplicated against the told record; distinct executions and trades."""
+def books(settings: Settings, told: dict[str, Told]) -> dict:
+    """Lost and duplicated against each surface's told record; distinct executions and trades."""
     codec = Codec()
     decided: Counter = Counter()
     placed: Counter = Counter()
@@ -288,21 +260,46 @@ def books(settings: Settings, told: Told) -> dict:
             placed[event["envelope"]["key"]] += 1  # the account
     with connect(settings.database_url) as conn:
         rows = dict(conn.execute("SELECT order_id, account_id FROM orders").fetchall())
+        by_client = Counter(
+            dict(
+                ((a, c), n)
+                for a, c, n in conn.execute(
+                    "SELECT account_id, client_order_id, count(*) FROM orders"
+                    " WHERE client_order_id <> '' GROUP BY 1, 2"
+                )
+            )
+        )
         executions = conn.execute(
             "SELECT count(*), count(DISTINCT (order_id, seq)) FROM executions"
         ).fetchone()
         trades = conn.execute(
             "SELECT count(*), count(DISTINCT (symbol, seq)) FROM trades"
         ).fetchone()
-    missing = [oid for oid, account in told.opened.items() if rows.get(oid) != account]
-    over = {a: placed[a] - n for a, n in told.sent.items() if placed[a] > n}
+    surfaces = {}
+    for surface, record in told.items():
+        missing = [oid for oid, account in record.opened.items() if rows.get(oid) != account]
+        missing += [f"{a}/{c}" for a, c in record.opened_client if by_client[(a, c)] == 0]
+        over = {a: placed[a] - n for a, n in record.sent.items() if placed[a] > n}
+        named_twice = [f"{a}/{c}" for (a, c), n in by_client.items() if n > 1 and a in record.sent]
+        surfaces[surface] = {
+            "requests": sum(record.sent.values()),
+            "told_open": sum(1 for *_, ok in record.answers if ok),
+            "unknown": record.unknown,
+            "refused": dict(record.errors.most_common(5)),
+            "lost": len(missing),
+            "lost_orders": missing[:20],
+            "accounts_with_more_orders_than_requests": over,
+            "client_order_ids_naming_two_orders": named_twice[:20],
+            "duplicated": sum(over.values()) + len(named_twice),
+        }
     twice = [cid for cid, n in decided.items() if n > 1]
     return {
-        "lost": len(missing),
-        "lost_order_ids": missing[:20],
-        "duplicated": len(twice) + sum(over.values()) + (executions[0] - executions[1]),
+        "lost": sum(s["lost"] for s in surfaces.values()),
+        "duplicated": len(twice)
+        + sum(s["duplicated"] for s in surfaces.values())
+        + (executions[0] - executions[1]),
+        "surfaces": surfaces,
         "commands_decided_twice": twice[:20],
-        "accounts_with_more_orders_than_requests": over,
         "executions": executions[0],
         "duplicate_executions": executions[0] - executions[1],
         "trades": trades[0],
@@ -324,7 +321,7 @@ def audits(settings: Settings) -> dict[str, bool]:
         "audit": cli(settings, "services.projector", "audit").returncode == 0,
         **{
             f"verify_{p}": cli(settings, f"services.{p}", "verify").returncode == 0
-            for p in PROCESSORS
+            for p in ("ledger", "matcher")
         },
         "replica_l3": cli(settings, "services.replica", "l3", "--idle", "3").returncode == 0,
     }
@@ -351,7 +348,7 @@ def caught_up(settings: Settings, timeout: float = 180.0) -> None:
     """Wait until the projector applied the end of every topic it reads."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": settings.kafka, "group.id": "chaos-watch"})
+    consumer = Consumer(consumer_config(settings, "chaos-watch"))
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -376,44 +373,56 @@ def caught_up(settings: Settings, timeout: float = 180.0) -> None:
         consumer.close()
 
 
-def run(env, seconds: float, fault_count: int, seed: int, rate: float, broker: bool = True) -> dict:
-    """One chaos run on `env` (bench/env.py, started); returns the results."""
+def run(
+    env,
+    seconds: float,
+    fault_count: int,
+    seed: int,
+    rate: float,
+    broker: bool = True,
+    instances: int = 1,
+) -> dict:
+    """One chaos run on `env` (bench/env.py's single broker, or a ClusterEnv; started)."""
     rng = random.Random(seed)
+    cluster = isinstance(env, ClusterEnv)
     settings = env.settings(partitions=2)
     logs = env.home / "logs" / "chaos"
     logs.mkdir(parents=True, exist_ok=True)
-    xml_port = free_port()
-    stack = Stack(env, settings, logs, xml_port, admin=f"chaos{seed}")
-    faults = schedule(rng, seconds, fault_count, broker)
-    accounts = [str(900_000 + i) for i in range(max(8, int(rate // 4)))]  # ~4 orders/s each
-    told = Told()
+    ports = Ports(free_port(), free_port(), free_port(), admin_key=f"chaos{seed}")
+    services, _ = topology(instances)
+    brokers = ClusterBrokerFaults(env) if cluster else BrokerFaults(env)
+    credentials = env.credentials() if cluster else None
+    stack = Stack(settings, logs, ports, services, brokers, credentials)
+    faults = schedule(rng, seconds, fault_count, broker, instances, cluster)
+    told = {surface: Told() for surface in SURFACES}
     stack.start()
     try:
-        asyncio.run(open_accounts(xml_port, accounts))
+        keys = asyncio.run(open_accounts(ports, rate))
         started = time.monotonic()
-
         struck: list[float] = []  # when the last fault ended
 
         def strike() -> None:
             for fault in faults:
                 time.sleep(max(0.0, started + fault.at_s - time.monotonic()))
-                fault.at_s = round(time.monotonic() - started, 2)  # a fault may start late
-                stack.inflict(fault)
+                stack.inflict(fault, rng, started)
             struck.append(time.monotonic())
 
         def going() -> bool:
-            """The run's length; then on until an order sent after the last fault is answered
-            (its recovery is measured) and 10 s more, 120 s after the last fault at most."""
+            """The run's length; then on until every surface had an order sent after the last
+            fault answered (its recovery is measured) and 10 s more, 120 s after the last fault
+            at most."""
             now = time.monotonic()
             if now < started + seconds or not struck:
                 return True
             last = started + faults[-1].at_s
-            back = any(ok and sent >= last for sent, _, ok in told.answers[-500:])
+            back = all(
+                any(ok and sent >= last for sent, _, ok in t.answers[-200:]) for t in told.values()
+            )
             return now < struck[0] + 10 or (not back and now < struck[0] + 120)
 
         striker = threading.Thread(target=strike, daemon=True)
         striker.start()
-        asyncio.run(load(xml_port, accounts, rate, told, going))
+        asyncio.run(load(ports, rate, keys, told, going))
         striker.join()
         restarts = dict(stack.restarts)
         stack.quiesce()  # nothing more is appended: the projector can reach the end
@@ -421,18 +430,17 @@ def run(env, seconds: float, fault_count: int, seed: int, rate: float, broker: b
     finally:
         stack.stop()
     measure(faults, told, started)
-    answered = sum(1 for _, _, ok in told.answers if ok)
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "seed": seed,
         "seconds": seconds,
         "offered_rate": rate,
+        "brokers": "three (RF 3, min.insync.replicas 2, SASL/SCRAM, ACLs)" if cluster else "one",
+        "services": services,
         "faults": [asdict(f) for f in faults],
-        "requests": sum(told.sent.values()),
-        "opened": len(told.opened),
-        "answered_ok": answered,
-        "unknown": told.unknown,
-        "errors": dict(told.errors.most_common(5)),
+        "requests": sum(sum(t.sent.values()) for t in told.values()),
+        "answered_ok": sum(1 for t in told.values() for *_, ok in t.answers if ok),
+        "unknown": sum(t.unknown for t in told.values()),
         "restarts_by_supervisor": restarts,
         "stuck_on_stop": stack.stuck,
         **books(settings, told),
@@ -443,9 +451,10 @@ def run(env, seconds: float, fault_count: int, seed: int, rate: float, broker: b
 def markdown(result: dict) -> str:
     lines = [
         f"# Chaos run {result['when']} (seed {result['seed']}, {result['seconds']:.0f} s, "
-        f"{result['offered_rate']:.0f} orders/s offered)",
+        f"{result['offered_rate']:.0f} orders/s offered, {result['brokers']} broker(s))",
         "",
-        f"- requests {result['requests']:,}, told opened {result['opened']:,}, "
+        f"- services: {', '.join(result['services'])}",
+        f"- requests {result['requests']:,}, answered ok {result['answered_ok']:,}, "
         f"unknown {result['unknown']}, executions {result['executions']:,}, "
         f"trades {result['trades']:,}",
         f"- **lost {result['lost']}, duplicated {result['duplicated']}**; restarted by the "
@@ -453,13 +462,24 @@ def markdown(result: dict) -> str:
         "- checks: "
         + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in result["checks"].items()),
         "",
-        "| at (s) | fault | target | down (s) | recovery (s) | spike (ms) |",
-        "|---:|---|---|---:|---:|---:|",
+        "| surface | requests | told open | unknown | lost | duplicated |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in result["surfaces"].items():
+        lines.append(
+            f"| {name} | {s['requests']:,} | {s['told_open']:,} | {s['unknown']} | "
+            f"{s['lost']} | {s['duplicated']} |"
+        )
+    lines += [
+        "",
+        "| at (s) | fault | target | down (s) | recovery (s) | by surface (s) | spike (ms) |",
+        "|---:|---|---|---:|---:|---|---:|",
     ]
     for f in result["faults"]:
+        each = ", ".join(f"{k} {v}" for k, v in f["recovery_by_surface"].items())
         lines.append(
             f"| {f['at_s']} | {f['kind']} | {f['target']} | {f['down_s']} | "
-            f"{f['recovery_s']} | {f['spike_ms']} |"
+            f"{f['recovery_s']} | {each} | {f['spike_ms']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -467,16 +487,23 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     from bench.env import BenchEnv
 
-    parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.chaos",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--faults", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--cluster", action="store_true", help="three brokers, as make cluster")
+    parser.add_argument("--instances", type=int, default=1, help="of each processor")
     args = parser.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
-    with BenchEnv(RESULTS) as env:
-        result = run(env, args.seconds, args.faults, args.seed, args.rate)
-    stem = RESULTS / f"{datetime.now(UTC):%Y-%m-%dT%H%M}-chaos"
+    with ClusterEnv(RESULTS) if args.cluster else BenchEnv(RESULTS) as env:
+        result = run(env, args.seconds, args.faults, args.seed, args.rate, instances=args.instances)
+    kind = "-chaos-cluster" if args.cluster else "-chaos"
+    stem = RESULTS / f"{datetime.now(UTC):%Y-%m-%dT%H%M}{kind}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     stem.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))

@@ -80,21 +80,31 @@ def topology_services(names: list[str] | tuple[str, ...], chosen: str | None = N
 class ServiceProcs:
     """Marketlog services as subprocesses; ``kill`` is SIGKILL, no goodbye. With ``db_secrets``
     (a LocalPostgres's), the services that use PostgreSQL connect as their own roles, as under
-    `make up`; without, as whoever settings.database_url names.
+    `make up`; without, as whoever settings.database_url names. With ``credentials`` (service ->
+    its SASL settings file, infra/cluster.py), each service speaks to the brokers as its own
+    principal, as under `make cluster`.
 
     A name is a service (``ledger``) or one instance of it (``ledger@1``: MARKETLOG_INSTANCE=1,
     its own transactional id and static group member), to run several side by side."""
 
     def __init__(
-        self, settings: Settings, logs: Path, db_secrets: Path | None = None, **env: str
+        self,
+        settings: Settings,
+        logs: Path,
+        db_secrets: Path | None = None,
+        credentials: dict[str, str] | None = None,
+        **env: str,
     ) -> None:
         self.settings, self.logs, self.db_secrets = settings, logs, db_secrets
+        self.credentials = credentials or {}
         self.env = settings_env(settings, PYTHONPATH=str(ROOT), **env)
         self.procs: dict[str, subprocess.Popen] = {}
 
     def _env(self, name: str) -> dict[str, str]:
         service, _, instance = name.partition("@")
         env = {**self.env, "MARKETLOG_INSTANCE": instance} if instance else self.env
+        if service in self.credentials:
+            env = {**env, "MARKETLOG_KAFKA_SECURITY": self.credentials[service]}
         if self.db_secrets is None or service not in SERVICE_ROLES:
             return env
         return {**env, "MARKETLOG_DB_ROLE": service, "MARKETLOG_DB_SECRETS": str(self.db_secrets)}

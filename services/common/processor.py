@@ -96,6 +96,18 @@ COMMIT_SECONDS = 60.0  # retriable commit failures retried this long
 # then ends the process (exit 70) so that its supervisor starts a fresh one.
 WATCHDOG_SECONDS = 45.0
 UNSTABLE = {KafkaError._TIMED_OUT, KafkaError.UNSTABLE_OFFSET_COMMIT}  # a committed-offset fetch
+# Adding the offsets to the transaction, or fetching the committed ones, while the coordinator's
+# broker is lost (bench/chaos.py --cluster: one broker of three killed) fails with these, neither
+# fatal nor abortable: the call is made again (librdkafka finds the new coordinator) for a while
+# (OFFSETS_SECONDS, COMMIT_SECONDS) instead of ending the process
+COORDINATOR_LOST = {
+    KafkaError._TRANSPORT,
+    KafkaError.CONCURRENT_TRANSACTIONS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+}
+OFFSETS_SECONDS = 30.0  # under WATCHDOG_SECONDS
 
 
 class FatalError(RuntimeError):
@@ -215,9 +227,7 @@ class Processor:
             offsets = [
                 TopicPartition(self.core.input_topic, p, self.live[p].next_offset) for p in touched
             ]
-            self.producer.send_offsets_to_transaction(
-                offsets, self.consumer.consumer_group_metadata(), TXN_CALL_SECONDS
-            )
+            self._send_offsets(offsets)
             self._commit()
         except KafkaException as exc:
             error = exc.args[0]
@@ -265,6 +275,27 @@ class Processor:
                 return
             except BufferError:  # local queue full: let librdkafka drain it
                 self.producer.poll(0.05)
+
+    def _send_offsets(self, offsets: list[TopicPartition]) -> None:
+        deadline = time.monotonic() + OFFSETS_SECONDS
+        while True:
+            try:
+                self._send_offsets_once(offsets)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                again = error.retriable() or error.code() in COORDINATOR_LOST
+                if error.fatal() or error.txn_requires_abort() or not again:
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("adding the offsets retried: %s", error)
+                time.sleep(0.2)
+
+    def _send_offsets_once(self, offsets: list[TopicPartition]) -> None:
+        self.producer.send_offsets_to_transaction(
+            offsets, self.consumer.consumer_group_metadata(), TXN_CALL_SECONDS
+        )
 
     def _commit(self) -> None:
         started = time.monotonic()
@@ -362,7 +393,7 @@ class Processor:
                 return found[0].offset
             except KafkaException as exc:
                 error = exc.args[0]
-                waiting = error.retriable() or error.code() in UNSTABLE
+                waiting = error.retriable() or error.code() in UNSTABLE | COORDINATOR_LOST
                 if not waiting or time.monotonic() > deadline:
                     raise
                 log.info("partition %d: committed offset not stable yet (%s)", partition, error)

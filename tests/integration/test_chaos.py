@@ -1,6 +1,7 @@
-"""The CI-sized chaos run (bench/chaos.py; `make chaos` is the long form): under XML load, kill -9
-of every service, a processor paused past its session timeout, and the broker killed and brought
-back; then nothing the clients were told is lost or doubled and every audit holds."""
+"""The CI-sized chaos run (bench/chaos.py; `make chaos` is the long form): under load on XML, HTTP
+and the private JSON-line channel, kill -9 of every service, a processor paused past its session
+timeout, and the broker killed and brought back; then nothing any surface's clients were told is
+lost or doubled and every audit holds."""
 
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ def test_a_short_chaos_run_loses_and_doubles_nothing(tmp_path, monkeypatch):
     kinds = {(f["kind"], f["target"]) for f in result["faults"]}
     assert ("broker", "kafka") in kinds and any(k == "pause" for k, _ in kinds)
     assert {t for k, t in kinds if k == "kill"} >= {"ledger", "matcher", "projector", "gateway"}
-    assert result["opened"] > 200, "the clients should trade through the faults"
+    for surface, told in result["surfaces"].items():
+        assert told["told_open"] > 50, f"{surface}: the clients should trade through the faults"
+        assert (told["lost"], told["duplicated"]) == (0, 0), (surface, told)
     assert result["trades"] > 50
     assert result["lost"] == 0, result
     assert result["duplicated"] == 0, result

@@ -115,6 +115,30 @@ def test_aborted_batch_leaves_no_trace(settings, toy, monkeypatch):
     assert len(read_all(settings, toy.output_topic, committed=False)) > 300
 
 
+def test_a_lost_transaction_coordinator_is_retried_not_fatal(settings, toy, monkeypatch):
+    # the errors adding the offsets met when the coordinator broker of a cluster was killed
+    # (bench/chaos.py --cluster): retried in the same transaction, nothing aborted or repeated
+    processor = Processor(toy, settings, batch_records=25)
+    monkeypatch.setattr("signal.signal", lambda *a: None)
+    real_send, calls = processor._send_offsets_once, [0]
+    codes = [KafkaError._TRANSPORT, KafkaError.CONCURRENT_TRANSACTIONS]
+
+    def lost_coordinator(offsets):
+        calls[0] += 1
+        if calls[0] % 3:  # two of every three calls fail
+            raise KafkaException(KafkaError(codes[calls[0] % 3 - 1], "injected"))
+        real_send(offsets)
+
+    processor._send_offsets_once = lost_coordinator
+    aborts_before = processor.metrics.aborts._value.get()  # the counter is per process
+    produce_inputs(settings, toy, range(1, 101))
+    thread = start_in_thread(processor)
+    wait_until(lambda: len(read_all(settings, toy.output_topic)) >= 100, 60, "all outputs")
+    stop_thread(processor, thread)
+    assert calls[0] >= 3 and processor.metrics.aborts._value.get() == aborts_before
+    assert assert_exactly_once(settings, toy) == 100
+
+
 def test_transactions_open_at_most_once_per_batch_interval(settings, toy, monkeypatch):
     processor = Processor(toy, settings, batch_interval=1.0)
     monkeypatch.setattr("signal.signal", lambda *a: None)
