@@ -29,12 +29,12 @@ from services.common.topics import provision
 
 
 class ClusterEnv(BenchEnv):
-    """Three brokers (ports MARKETLOG_BENCH_CLUSTER_PORT .. +5, default 39100) and the bench's
+    """Three brokers (ports MARKETLOG_BENCH_CLUSTER_PORT .. +5, default 28100) and the bench's
     PostgreSQL, under the bench's home; fresh topics and grants per ``settings``."""
 
     def __init__(self, out: Path) -> None:
         super().__init__(out)
-        port = int(os.environ.get("MARKETLOG_BENCH_CLUSTER_PORT", "39100"))
+        port = int(os.environ.get("MARKETLOG_BENCH_CLUSTER_PORT", "28100"))
         self.cluster = Cluster(self.home / "cluster", port)
 
     def __enter__(self) -> ClusterEnv:

@@ -1,6 +1,6 @@
 """The real broker and database a benchmark run uses: started for the run, stopped after it.
 
-Benchmarks use their own ports (39092, 55434) and state (.state/bench) so they never disturb a
+Benchmarks use their own ports (28092, 25434) and state (.state/bench) so they never disturb a
 running `make up`, and each suite gets fresh topics under its own prefix. MARKETLOG_BENCH_HOME,
 MARKETLOG_BENCH_KAFKA_PORT and MARKETLOG_BENCH_PG_PORT move them, for two runs side by side.
 """
@@ -25,10 +25,10 @@ class BenchEnv:
         self.out = out  # the results directory: a suite may write files of its own there
         self.quick = quick  # small sizes and short steps: proves the harness, measures little
         home = Path(os.environ.get("MARKETLOG_BENCH_HOME", STATE / "bench"))
-        port = int(os.environ.get("MARKETLOG_BENCH_KAFKA_PORT", "39092"))
+        port = int(os.environ.get("MARKETLOG_BENCH_KAFKA_PORT", "28092"))
         self.kafka = LocalKafka(home / "kafka", port, port + 1)
         self.postgres = LocalPostgres(
-            home / "postgres", int(os.environ.get("MARKETLOG_BENCH_PG_PORT", "55434")), durable=True
+            home / "postgres", int(os.environ.get("MARKETLOG_BENCH_PG_PORT", "25434")), durable=True
         )
         self.home = home
 

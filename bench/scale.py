@@ -3,7 +3,7 @@ on three brokers (issue 19).
 
 Three KRaft brokers as `make cluster` runs them (replication 3, min.insync 2, SASL/SCRAM, each
 service its own principal with its ACLs), on private ports (MARKETLOG_SCALE_PORT, default
-39100-39105; state in .state/bench-scale, wiped first), and a private PostgreSQL (a free port).
+28110-28115; state in .state/bench-scale, wiped first), and a private PostgreSQL (a free port).
 For N = 1, 2, 3: fresh topics of PARTITIONS partitions (6: every N divides them) and a fresh
 database, N instances each of the ledger, the matcher and the projector (split topology) and one
 gateway; a warm-up, the idle cores, then open-loop XML orders (bench/loadgen.py) stepped up a
@@ -124,7 +124,7 @@ class ScaleEnv:
 
     def __init__(self) -> None:
         home = STATE / "bench-scale"
-        port = int(os.environ.get("MARKETLOG_SCALE_PORT", "39100"))
+        port = int(os.environ.get("MARKETLOG_SCALE_PORT", "28110"))
         self.home = home
         self.cluster = Cluster(home / "cluster", port)
         # a free port unless told: another worktree's PostgreSQL may hold any fixed one
