@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from hdrh.histogram import HdrHistogram
 
 from bench.cpu import CpuMeter, metered
-from infra.stack import ServiceProcs, free_port, topology_services
+from infra.stack import ServiceProcs, free_ports, topology_services
 
 SERVICES = ("projector", "ledger", "matcher", "engine", "gateway")
 TOPOLOGY, PARTITIONS = "split", 4  # what `make up` runs (infra/stack.py PROCESSORS)
@@ -190,7 +190,7 @@ def run(env) -> dict:
     settings = env.settings(partitions=PARTITIONS)
     logs = env.home / "logs" / "channel"
     logs.mkdir(parents=True, exist_ok=True)
-    ports = {surface: free_port() for surface in GATEWAY_PORTS}
+    ports = dict(zip(GATEWAY_PORTS, free_ports(len(GATEWAY_PORTS)), strict=True))
     procs = ServiceProcs(
         settings,
         logs,

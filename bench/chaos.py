@@ -48,7 +48,7 @@ from pathlib import Path
 
 from bench.chaos_cluster import BrokerFaults, ClusterBrokerFaults, ClusterEnv
 from bench.chaos_load import SURFACES, Ports, Told, load, open_accounts
-from infra.stack import ServiceProcs, free_port, settings_env
+from infra.stack import ServiceProcs, free_port, free_ports, settings_env
 from services.common.codec import Codec
 from services.common.config import Settings
 from services.common.kafka import consumer_config
@@ -388,7 +388,7 @@ def run(
     settings = env.settings(partitions=2)
     logs = env.home / "logs" / "chaos"
     logs.mkdir(parents=True, exist_ok=True)
-    ports = Ports(free_port(), free_port(), free_port(), admin_key=f"chaos{seed}")
+    ports = Ports(*free_ports(3), admin_key=f"chaos{seed}")
     services, _ = topology(instances)
     brokers = ClusterBrokerFaults(env) if cluster else BrokerFaults(env)
     credentials = env.credentials() if cluster else None

@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 
 from bench.cpu import CpuMeter, metered
-from infra.stack import ServiceProcs, free_port
+from infra.stack import ServiceProcs, free_ports
 from services.workload import replay as workload
 
 SERVICES = ("projector", "ledger", "matcher", "quotes", "gateway")
@@ -40,7 +40,8 @@ def run(env) -> dict:
     settings = env.settings(partitions=4)
     logs = env.home / "logs" / "daytrading"
     logs.mkdir(parents=True, exist_ok=True)
-    ports = {k: free_port() for k in ("xml", "http", "quotes", "daytrade")}
+    names = ("xml", "http", "quotes", "daytrade")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     procs = ServiceProcs(
         settings,
         logs,

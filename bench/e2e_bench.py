@@ -30,7 +30,7 @@ from bench.cpu import CpuMeter, metered
 from bench.loadgen import StepResult
 from bench.orders import CONNECTIONS, SYMBOLS, http_setup, xml_setup
 from bench.sweep import P99_LIMIT_MS, QUICK, Plan, best, sustained, sweep
-from infra.stack import ServiceProcs, free_port, topology_services
+from infra.stack import ServiceProcs, free_ports, topology_services
 
 SERVICES = ("projector", "ledger", "matcher", "engine", "gateway")
 # each topology with its partitions: the engine folds one sequence, the split scales out by four
@@ -149,7 +149,7 @@ def run(env) -> dict:
         logs = env.home / "logs" / f"e2e-{topology}"
         logs.mkdir(parents=True, exist_ok=True)
         admin = uuid.uuid4().hex
-        ports = {surface: free_port() for surface in GATEWAY_PORTS}
+        ports = dict(zip(GATEWAY_PORTS, free_ports(len(GATEWAY_PORTS)), strict=True))
         procs = ServiceProcs(
             settings,
             logs,

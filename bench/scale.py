@@ -45,7 +45,7 @@ from bench.orders import xml_setup
 from bench.sweep import Plan, best, sweep
 from infra.cluster import GRANTS, Cluster
 from infra.local import STATE, LocalPostgres, with_database
-from infra.stack import ServiceProcs, free_port
+from infra.stack import ServiceProcs, free_port, free_ports
 from services.common.config import Settings
 from services.common.topics import provision
 
@@ -169,7 +169,7 @@ class Stack:
 
     def __init__(self, settings: dict[str | None, Settings], logs: Path, instances: int):
         self.admin = uuid.uuid4().hex
-        self.ports = {surface: free_port() for surface in GATEWAY_PORTS}
+        self.ports = dict(zip(GATEWAY_PORTS, free_ports(len(GATEWAY_PORTS)), strict=True))
         env = {
             "MARKETLOG_TOPOLOGY": "split",
             "MARKETLOG_ADMIN_KEY": self.admin,

@@ -8,6 +8,7 @@ test's topics, a benchmark's broker): ``python -m services.<name> serve``, each 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -30,9 +31,20 @@ POSTGRES = LocalPostgres(STATE / "postgres", int(os.environ.get("MARKETLOG_PG_PO
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports: each socket stays bound until all are chosen, so the kernel cannot
+    hand out one port twice (separate free_port() calls can, and did: a test's PostgreSQL and
+    Kafka controller got the same port)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(n):
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+        return ports
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:

@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from infra.stack import ServiceProcs, create_topics, free_port, settings_env
+from infra.stack import ServiceProcs, create_topics, free_port, free_ports, settings_env
 from services.common.config import Settings
 from services.common.reader import read_topic
 
@@ -16,6 +16,7 @@ __all__ = [
     "ServiceProcs",
     "create_topics",
     "free_port",
+    "free_ports",
     "read_all",
     "run_cli",
     "settings_env",

@@ -20,7 +20,7 @@ from services.common.config import Settings
 from services.common.metrics import METRICS_PORTS
 from services.common.topics import provision
 from services.projector import schema
-from tests.support import ServiceProcs, free_port, wait_until
+from tests.support import ServiceProcs, free_ports, wait_until
 
 # the browser tests' Chromium (tests/e2e/browser.py), registered once for every module here
 from .browser import browser, page  # noqa: F401
@@ -71,9 +71,10 @@ def system(services, tmp_path_factory) -> Iterator[System]:
     )
     provision(settings)
     logs = tmp_path_factory.mktemp("logs")
-    xml_port, http_port, quote_port = free_port(), free_port(), free_port()
-    private_port, public_port = free_port(), free_port()
-    daytrade_port = free_port()
+    # every port distinct: separate free_port() calls may return one port twice
+    xml_port, http_port, quote_port, private_port, public_port, daytrade_port, *metrics = (
+        free_ports(6 + len(METRICS_PORTS))
+    )
     dump_dir = tmp_path_factory.mktemp("dumps")
     procs = ServiceProcs(
         settings,
@@ -83,7 +84,10 @@ def system(services, tmp_path_factory) -> Iterator[System]:
         MARKETLOG_HTTP_PORT=str(http_port),
         MARKETLOG_ADMIN_KEY=ADMIN_KEY,
         # each service's metrics on a port of its own, for the dashboard and `infra status`
-        **{f"MARKETLOG_{name.upper()}_METRICS_PORT": str(free_port()) for name in METRICS_PORTS},
+        **{
+            f"MARKETLOG_{name.upper()}_METRICS_PORT": str(port)
+            for name, port in zip(METRICS_PORTS, metrics, strict=True)
+        },
         MARKETLOG_QUOTE_PORT=str(quote_port),
         MARKETLOG_DAYTRADE_PORT=str(daytrade_port),
         MARKETLOG_DUMP_DIR=str(dump_dir),

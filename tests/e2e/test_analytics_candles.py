@@ -35,8 +35,11 @@ def test_trades_become_candles_served_over_http(system):
             )
             assert matched.status_code == 201, matched.text
             assert matched.json()["detail"]["executed_qty"] == qty
-        trades = http.get(f"/markets/{symbol}/trades").json()
-        assert len(trades) == 3
+        # the public tape reads the projection, with no session to wait on: wait for it
+        trades = wait_for(
+            lambda: len(t := http.get(f"/markets/{symbol}/trades").json()) == 3 and t, timeout=30
+        )
+        assert trades and len(trades) == 3
 
         def candles(interval: str) -> list[dict] | None:
             got = http.get(f"/markets/{symbol}/candles", params={"interval": interval}).json()

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from infra.local import ROOT, port_open
-from tests.support import free_port, wait_until
+from tests.support import free_ports, wait_until
 
 from .xml_client import XmlClient, fresh_account, fresh_symbol
 
@@ -28,7 +28,8 @@ pytestmark = pytest.mark.e2e
 def infra_env():
     # PostgreSQL's socket path must stay short, hence /tmp rather than pytest's tmp_path
     state = Path(tempfile.mkdtemp(prefix="ml-", dir="/tmp"))
-    ports = {name: free_port() for name in ("KAFKA", "KAFKA_CONTROLLER", "PG", "HTTP", "XML")}
+    names = ("KAFKA", "KAFKA_CONTROLLER", "PG", "HTTP", "XML")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     env = {
         k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")
     }

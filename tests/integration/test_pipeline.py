@@ -19,6 +19,7 @@ from services.common.codec import Codec
 from services.common.config import Settings
 from services.common.kafka import producer_config
 from services.common.money import CASH_SCALE, PRICE_SCALE, QTY_SCALE
+from services.common.reader import end_offsets
 from services.common.topics import provision
 from services.projector.schema import contents
 from tests.integration import backlog
@@ -211,6 +212,28 @@ def caught_up(settings) -> bool:
     return True
 
 
+INPUTS = {"ledger": "ledger.commands", "matcher": "match.commands", "engine": "ledger.commands"}
+
+
+def settled(settings, processors=("ledger", "matcher")) -> bool:
+    """Nothing of the order path in flight: no transaction open on any of its topics (a killed
+    processor's holds its readers back until the broker aborts it), the ledger and the matcher
+    have committed past the last record of their inputs, and the projector has applied
+    everything. A check that only the projector caught up can pass while a stuck transaction
+    still holds settlements back (verify then saw outputs newer than the input it had read)."""
+    roles = ("ledger.commands", "match.commands", "account.events", "market.events")
+    topics = [settings.topic(role) for role in roles]
+    if end_offsets(settings, topics) != end_offsets(settings, topics, committed=False):
+        return False
+    for group in processors:
+        topic = settings.topic(INPUTS[group])
+        done = backlog.committed(settings.kafka, settings.topic_prefix + group, topic)
+        for record in _last_per_partition(settings, topic):
+            if done.get((topic, record.partition()), 0) <= record.offset():
+                return False
+    return caught_up(settings)
+
+
 def _last_per_partition(settings, topic: str) -> list:
     last = {}
     for record in read_all(settings, topic):
@@ -317,7 +340,7 @@ def kill_and_check(settings, procs, victims: list[str], processors: set[str]) ->
     )
     duplicates = {cid: names for cid, names in found.items() if len(names) != 1}
     assert not duplicates, "a command decided twice"
-    wait_until(lambda: caught_up(settings), 120, "the projector to catch up")
+    wait_until(lambda: settled(settings, sorted(processors)), 120, "the pipeline to settle")
 
     fills = sum(
         1

@@ -17,7 +17,7 @@ from services.common.config import Settings
 from services.common.topics import provision
 from services.projector.schema import connect, contents
 from tests.integration import backlog
-from tests.integration.test_pipeline import CommandLog, caught_up, feed, query
+from tests.integration.test_pipeline import CommandLog, feed, query, settled
 from tests.support import ServiceProcs, free_port, read_all, run_cli, wait_until
 
 pytestmark = pytest.mark.integration
@@ -106,7 +106,7 @@ def test_two_instances_share_the_partitions_and_survive_the_loss_of_one(
             "a decision for every command",
         )
         assert not {c: n for c, n in found.items() if n != 1}, "a command decided twice"
-        wait_until(lambda: caught_up(settings), 120, "the projector to catch up")
+        wait_until(lambda: settled(settings), 120, "the pipeline to settle")
         trades = query(settings, "SELECT count(*), count(DISTINCT (symbol, seq)) FROM trades")[0]
         assert trades[0] > 50 and trades[0] == trades[1]
         for cli in (
