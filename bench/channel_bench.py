@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from hdrh.histogram import HdrHistogram
 
 from bench.cpu import CpuMeter, metered
-from infra.stack import ServiceProcs, free_ports, topology_services
+from infra.stack import EVERY_SERVICE, ServiceProcs, free_ports, topology_services
 
-SERVICES = ("projector", "ledger", "matcher", "engine", "gateway")
 TOPOLOGY, PARTITIONS = "split", 4  # what `make up` runs (infra/stack.py PROCESSORS)
 CONNECTIONS, WINDOW = 16, 1
 SECONDS, QUICK_SECONDS = 20.0, 3.0
@@ -200,7 +199,7 @@ def run(env) -> dict:
         **{GATEWAY_PORTS[surface]: str(port) for surface, port in ports.items()},
         **CHANNEL,
     )
-    procs.start(*topology_services(SERVICES, TOPOLOGY))
+    procs.start(*topology_services(EVERY_SERVICE, TOPOLOGY))
     try:
         pids = {n: proc.pid for n, proc in procs.procs.items()}
         meter = CpuMeter.for_stack(pids, env.kafka, env.postgres)

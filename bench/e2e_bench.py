@@ -30,9 +30,8 @@ from bench.cpu import CpuMeter, metered
 from bench.loadgen import StepResult
 from bench.orders import CONNECTIONS, SYMBOLS, http_setup, xml_setup
 from bench.sweep import P99_LIMIT_MS, QUICK, Plan, best, sustained, sweep
-from infra.stack import ServiceProcs, free_ports, topology_services
+from infra.stack import EVERY_SERVICE, ServiceProcs, free_ports, topology_services
 
-SERVICES = ("projector", "ledger", "matcher", "engine", "gateway")
 # each topology with its partitions: the engine folds one sequence, the split scales out by four
 TOPOLOGIES = {"engine": 1, "split": 4}
 # the sweep runs on the engine (the faster); the split gets the reference step, for comparison
@@ -158,7 +157,7 @@ def run(env) -> dict:
             **{GATEWAY_PORTS[surface]: str(port) for surface, port in ports.items()},
             **UNLIMITED,
         )
-        procs.start(*topology_services(SERVICES, topology))
+        procs.start(*topology_services(EVERY_SERVICE, topology))
         try:
             pids = {name: proc.pid for name, proc in procs.procs.items()}
             meter = CpuMeter.for_stack(pids, env.kafka, env.postgres)

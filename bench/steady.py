@@ -23,10 +23,8 @@ from bench import stages
 from bench.cpu import STEAL_SAMPLE_SECONDS, CpuMeter, kafka_pid, metered, postmaster_pid
 from bench.loadgen import StepResult
 from bench.orders import xml_setup
-from infra.stack import KAFKA, POSTGRES
+from infra.stack import EVERY_SERVICE, KAFKA, POSTGRES
 from services.common.config import Settings
-
-SERVICES = ("ledger", "matcher", "engine", "projector", "gateway")
 
 
 def service_pids() -> dict[str, int]:
@@ -35,7 +33,7 @@ def service_pids() -> dict[str, int]:
     table = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
     for line in table.splitlines():
         pid, _, args = line.strip().partition(" ")
-        for name in SERVICES:
+        for name in EVERY_SERVICE:
             if args.startswith("python") and f"services.{name} serve" in args:
                 found[name] = int(pid)
     return found

@@ -80,6 +80,9 @@ def create_topics(
 
 # which services carry orders in each topology (services/common/config.py)
 PROCESSORS = {"split": ("ledger", "matcher"), "engine": ("engine",)}
+# every service of the Procfile (what `make up` runs): the benches measure the CPU of an order
+# over all of them (topology_services leaves out the other topology's processors)
+EVERY_SERVICE = ("projector", "ledger", "matcher", "engine", "analytics", "quotes", "gateway")
 
 
 def topology_services(names: list[str] | tuple[str, ...], chosen: str | None = None) -> list[str]:

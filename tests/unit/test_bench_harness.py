@@ -63,3 +63,13 @@ def test_the_headline_is_the_best_sustained_surface_or_none():
         "surface": "xml (engine)",
     }
     assert e2e_bench.best_surface({"xml": [step(25, False)]})["orders_per_s"] == 0
+
+
+def test_the_benches_measure_every_service_the_procfile_runs():
+    """CPU per order "over every process" holds only if the benches start what `make up` does."""
+    from infra.local import ROOT
+    from infra.stack import EVERY_SERVICE
+
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    procfile = {line.split(":")[0] for line in lines if line and not line.startswith("#")}
+    assert set(EVERY_SERVICE) == procfile
