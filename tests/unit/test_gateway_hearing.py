@@ -43,7 +43,6 @@ def test_peek_reads_the_type_and_envelope_of_every_decision_as_decode_does():
         assert CODEC.peek(value) == (name, tuple(envelope[f] for f in CODEC.fields(ENVELOPE)))
 
 
-
 def test_hear_leaves_unwanted_decisions_unread():
     nobody = Interest(set(), set(), set())
     value = decision(cmd.FILLED, "c1", "a1")
