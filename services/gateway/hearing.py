@@ -3,8 +3,8 @@
 Every gateway instance hears every decision: its account streams, read-your-writes sessions and
 directory need more than its own replies (docs/architecture.md, "Several instances"). But with N
 gateways most decisions answer another instance's commands about accounts nobody here follows.
-Those are read no further than their type and envelope (``Codec.peek``): their place in the log
-(``Heard``) is all the sessions need. Only a decision this gateway waits for (its command id is
+Those are read no further than their type, command id and key (``Codec.peek``): their place in
+the log (``Heard``) is all the sessions need. Only a decision this gateway waits for (its command id is
 pending), about an account with a subscriber here, or of a type a reader here wants (the
 directory's new accounts and symbols) is decoded whole into an ``Event``.
 
@@ -77,7 +77,7 @@ def hear(
     envelope cannot be read on its own: an older version), else ``Unread``. Raises CodecError."""
     peeked = codec.peek(value)
     if peeked is not None:
-        name, (command_id, key, _ts, _reply_to) = peeked
+        name, (command_id, key) = peeked
         if not interest.wants(name, command_id, key):
             return Unread(Heard(key, partition, offset), name, command_id, value)
     name, record = codec.decode(value)
