@@ -4,8 +4,8 @@ Every gateway instance hears every decision: its account streams, read-your-writ
 directory need more than its own replies (docs/architecture.md, "Several instances"). But with N
 gateways most decisions answer another instance's commands about accounts nobody here follows.
 Those are read no further than their type, command id and key (``Codec.peek``): their place in
-the log (``Heard``) is all the sessions need. Only a decision this gateway waits for (its command id is
-pending), about an account with a subscriber here, or of a type a reader here wants (the
+the log (``Heard``) is all the sessions need. Only a decision this gateway waits for (its command
+id is pending), about an account with a subscriber here, or of a type a reader here wants (the
 directory's new accounts and symbols) is decoded whole into an ``Event``.
 
 ``reply_to`` is not asked: a pending command id is exactly "this instance waits for it", and a
