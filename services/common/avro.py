@@ -6,8 +6,9 @@ Python source that reads or writes exactly its fields (one-byte varints and shor
 no per-field calls) and compiled with ``exec``:
 
 - ``compile_reader``: (bytes, start) -> the record dict fastavro returns; the whole rest of the
-  bytes must be the record. With ``split`` it also returns where the record's first field (the
-  envelope) and one field of it (the key) begin and end, so a caller can copy those bytes.
+  bytes must be the record (or, with ``prefix``, may go on: an envelope read alone). With ``split``
+  it also returns where the record's first field (the envelope) and one field of it (the key) begin
+  and end, so a caller can copy those bytes.
 - ``compile_writer``: record dict -> bytes, fastavro's rules for missing fields (the default, or
   null) included.
 - ``compile_values_writer``: a tuple of the record's field values in schema order -> bytes; a
@@ -228,14 +229,15 @@ def _read_union(src: _Source, branches: list, depth: int, v: str) -> str:
 
 
 def compile_reader(
-    schema: Schema, name: str, *, split: str = "", as_tuple: bool = False
+    schema: Schema, name: str, *, split: str = "", as_tuple: bool = False, prefix: bool = False
 ) -> Callable:
     """(bytes, start) -> the record. as_tuple: the record's field values in schema order instead of
-    a dict (nested records stay dicts). split names a field of the record's first field (a record,
-    the envelope): the reader then returns (record, (bytes, where the first field begins, where
-    that field begins and ends, where the first field ends, that field's value)), so a caller can
-    copy the first field's bytes with another value in place of that field (``Envelope``).
-    Raises Unsupported for a schema it cannot read."""
+    a dict (nested records stay dicts). prefix: the record is only the start of the rest of the
+    bytes (an envelope read alone, the record after it left unread). split names a field of the
+    record's first field (a record, the envelope): the reader then returns (record, (bytes, where
+    the first field begins, where that field begins and ends, where the first field ends, that
+    field's value)), so a caller can copy the first field's bytes with another value in place of
+    that field (``Envelope``). Raises Unsupported for a schema it cannot read."""
     src = _Source(name)
     schema = src.resolve(schema)
     if not isinstance(schema, dict) or schema["type"] != "record":
@@ -250,7 +252,8 @@ def compile_reader(
     record = "{" + ", ".join(f"{n!r}: {x}" for n, x in values) + "}"
     if as_tuple:
         record = "(" + "".join(f"{x}, " for _, x in values) + ")"
-    src.emit(2, "if p != L: raise ValueError(f'{L - p} bytes after the record')")
+    if not prefix:
+        src.emit(2, "if p != L: raise ValueError(f'{L - p} bytes after the record')")
     src.emit(2, f"return {record}, {marks}" if split else f"return {record}")
     return src.compile("def generated(d, p):\n    L = len(d)", src.lines)
 

@@ -10,8 +10,9 @@ Every current schema is compiled at start into straight-line Python (``services.
 ``Codec.encode``/``decode`` write and read exactly fastavro's bytes and dicts several times faster,
 and processors get two cheaper forms: ``decode_enveloped`` also returns the input's envelope as
 bytes (``keyed`` re-keys it for an output), and ``values_encoder`` writes a record from a tuple of
-its field values. Records written by an older released version go through fastavro's schema
-resolution. Malformed bytes (bytes left over included) raise ``CodecError``, nothing else.
+its field values; ``peek`` reads only a record's type, command id and key (a gateway skipping
+decisions nobody there needs). Records written by an older released version go through fastavro's
+schema resolution. Malformed bytes (bytes left over included) raise ``CodecError``, nothing else.
 
 ``python -m services.common.codec release`` records the current version of every schema in the
 history together with an encoded sample (``tests/unit/schema_samples``) that the compatibility test
@@ -129,6 +130,9 @@ class Codec:
         # an envelope alone, read as the first field of a record: where its key is
         holder = {"type": "record", "name": "Holder", "fields": [{"name": "e", "type": envelope}]}
         self._split_envelope = compile_reader(holder, ENVELOPE, split="key")
+        # the envelope's first two fields at a record's start, the rest unread: (command_id, key)
+        head = {"type": "record", "name": "Head", "fields": envelope["fields"][:2]}
+        self._peek = compile_reader(head, ENVELOPE, as_tuple=True, prefix=True)
 
     def _compile(self, name: str, schema: dict) -> None:
         header = self._header[name]
@@ -182,6 +186,19 @@ class Codec:
         if found is None:
             return self._decode_fastavro(data)
         return found[0], found[1](data, HEADER_LEN)
+
+    def peek(self, data: bytes) -> tuple[str, tuple[str, str]] | None:
+        """A record's type and its envelope's (command_id, key), nothing else read (half the
+        time of the whole envelope); None for a record without an envelope first or of an older
+        version (decode it whole). The bytes after them are not checked: a malformed rest passes."""
+        try:
+            found = self._compiled.get(data[:HEADER_LEN])
+        except TypeError:  # unhashable: a bytearray or memoryview, or not bytes at all
+            data = _as_bytes(data)
+            found = self._compiled.get(data[:HEADER_LEN])
+        if found is None or found[2] is None:
+            return None
+        return found[0], self._peek(data, HEADER_LEN)
 
     def decode_enveloped(
         self, data: bytes, as_tuple: bool = False

@@ -5,8 +5,10 @@
   the command's pending decision with ``AppendError``. A pending decision not heard within the
   decision timeout, counted from the append, fails with ``DecisionTimeout``.
 - One consumer of ``account.events`` (every partition, from its end, read_committed, no group):
-  a decision resolves the future of the command it answers (matched by command id), and every
-  decision goes to the private subscribers of its account.
+  a decision resolves the future of the command it answers (matched by command id), goes to the
+  private subscribers of its account and to the readers of its type (the directory); where it
+  sits goes to the position listeners (sessions). Only what someone here needs is decoded whole
+  (``hearing.py``): with several gateways most decisions are another instance's.
 - One consumer of ``market.events`` the same way, for the public subscribers of a symbol.
 
 Consumer threads hand whole batches to the event loop, so the loop never blocks on Kafka.
@@ -18,39 +20,23 @@ import asyncio
 import logging
 import threading
 from collections import defaultdict, deque
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from services.common.codec import Codec, CodecError
 from services.common.config import Settings
 from services.common.kafka import consumer_config, producer_config
 
 from .commands import Command, Reply
+from .hearing import Event, Heard, Interest, Unread, hear
+from .metrics import DecisionsHeard
 
 log = logging.getLogger(__name__)
 
 LINGER_MS = 5
 SWEEP_SECONDS = 0.1  # how often pending commands are checked for their decision timeout
-
-
-@dataclass(frozen=True)
-class Event:
-    """A decoded record of a topic, with where it sits in the log."""
-
-    name: str
-    record: dict[str, Any]
-    partition: int
-    offset: int
-    # the other decisions heard under the same command id before the answer was given, for any
-    # account: a replace's new OrderAccepted, an order's fills and its counterparties' fills
-    related: tuple[Event, ...] = ()
-
-    @property
-    def key(self) -> str:
-        return self.record["envelope"]["key"]
 
 
 class DecisionTimeout(TimeoutError):
@@ -70,18 +56,17 @@ class AppendError(RuntimeError):
 
 
 Subscriber = Callable[[Event], None]
+Position = Callable[[Heard], None]
+Read = Callable[[Message], "Event | Unread | None"]  # a record -> what to hand on, None: nothing
 
 
 class _Tail:
     """A thread reading one topic from its end, handing batches of events to the loop."""
 
-    def __init__(
-        self, settings: Settings, topic: str, codec: Codec, deliver, wanted=lambda key: True
-    ) -> None:
+    def __init__(self, settings: Settings, topic: str, read: Read, deliver) -> None:
         self.topic = topic
-        self.codec = codec
+        self.read = read
         self.deliver = deliver
-        self.wanted = wanted  # key -> whether anyone listens: skip decoding the rest
         self.consumer = Consumer(consumer_config(settings, None))
         self.start_offsets: dict[int, int] = {}
         self._stop = threading.Event()
@@ -121,17 +106,15 @@ class _Tail:
                     if error.code() != KafkaError._PARTITION_EOF:
                         log.warning("%s: %s", self.topic, error)
                     continue
-                key = message.key()
-                if key is not None and not self.wanted(key.decode(errors="replace")):
-                    continue
                 try:
-                    name, record = self.codec.decode(message.value())
+                    item = self.read(message)
                 except CodecError as exc:
                     log.warning(
                         "%s: undecodable record at %d: %s", self.topic, message.offset(), exc
                     )
                     continue
-                events.append(Event(name, record, message.partition(), message.offset()))
+                if item is not None:
+                    events.append(item)
             if events:
                 self.deliver(events)
 
@@ -157,21 +140,27 @@ class Bus:
         self._sweeper: asyncio.TimerHandle | None = None
         self.account_subscribers: dict[str, set[Subscriber]] = defaultdict(set)
         self.market_subscribers: dict[str, set[Subscriber]] = defaultdict(set)
-        self.listeners: list[Subscriber] = []  # every decision (caches)
+        self.positions: list[Position] = []  # where every decision sits (sessions)
+        self.readers: dict[str, list[Subscriber]] = defaultdict(list)  # by record type
+        # what the account tail decodes whole; the rest it reads only to the envelope
+        self.interest = Interest(self._pending, self.account_subscribers, self.readers)
+        self.heard = DecisionsHeard()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll_producer, name="producer", daemon=True)
         self.partitions = 0
         self.started = False
         self.accounts_tail = _Tail(
-            settings, settings.topic("account.events"), self.codec, self._from_thread(self._decide)
+            settings,
+            settings.topic("account.events"),
+            self._hear_decision,
+            self._from_thread(self._decide),
         )
         self.market_tail = _Tail(
             settings,
             settings.topic("market.events"),
-            self.codec,
+            self._hear_tape,
             self._from_thread(self._publish),
-            wanted=self.market_subscribers.__contains__,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -191,7 +180,21 @@ class Bus:
         await asyncio.to_thread(self._poller.join, 5)
         await asyncio.to_thread(self.producer.flush, 5)
 
-    def _from_thread(self, handler: Callable[[list[Event]], None]):
+    def _hear_decision(self, message: Message) -> Event | Unread:
+        """On the tail's thread: decoded whole only if someone here wants it."""
+        return hear(
+            self.codec, message.value(), message.partition(), message.offset(), self.interest
+        )
+
+    def _hear_tape(self, message: Message) -> Event | None:
+        """On the tail's thread: decoded only if its symbol has a subscriber here."""
+        key = message.key()
+        if key is not None and key.decode(errors="replace") not in self.market_subscribers:
+            return None
+        name, record = self.codec.decode(message.value())
+        return Event(name, record, message.partition(), message.offset())
+
+    def _from_thread(self, handler: Callable[[list], None]):
         def deliver(events: list[Event]) -> None:
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.call_soon_threadsafe(handler, events)
@@ -308,10 +311,29 @@ class Bus:
         return future
 
     # -- hearing -----------------------------------------------------------------------------
-    def _decide(self, events: list[Event]) -> None:
-        for event in events:
-            for listener in self.listeners:
-                listener(event)
+    def watch(self, names: Iterable[str], reader: Subscriber) -> None:
+        """Every decision of these record types, decoded, goes to ``reader``."""
+        for name in names:
+            self.readers[name].append(reader)
+
+    def _decide(self, items: list[Event | Unread]) -> None:
+        decoded = 0
+        for item in items:
+            if isinstance(item, Unread):
+                event = self._late(item)
+                if event is None:
+                    for note in self.positions:
+                        note(item.heard)
+                    continue
+            else:
+                event = item
+            decoded += 1
+            for reader in self.readers.get(event.name, ()):
+                reader(event)
+            if self.positions:
+                heard = Heard(event.key, event.partition, event.offset)
+                for note in self.positions:
+                    note(heard)
             entry = self._pending.get(event.record["envelope"]["command_id"])
             if entry is not None:
                 reply, future, heard = entry
@@ -321,6 +343,20 @@ class Bus:
                     future.set_result(self._answer(reply, heard))
             for subscriber in list(self.account_subscribers.get(event.key, ())):
                 subscriber(event)
+        self.heard.count(decoded, len(items) - decoded)
+
+    def _late(self, item: Unread) -> Event | None:
+        """A decision the tail left unread, decoded now if someone has turned up for it since
+        (a subscriber that came while it was on its way to the loop); None if nobody has."""
+        heard, name, command_id, value = item
+        if not self.interest.wants(name, command_id, heard.key):
+            return None
+        try:
+            name, record = self.codec.decode(value)
+        except CodecError as exc:
+            log.warning("account.events: undecodable record at %d: %s", heard.offset, exc)
+            return None
+        return Event(name, record, heard.partition, heard.offset)
 
     @staticmethod
     def _answer(reply: Reply, heard: list[Event]) -> Event:

@@ -26,7 +26,7 @@ from pathlib import Path
 from services.common.config import Settings
 
 from . import commands as cmd
-from .bus import AppendError, Bus, DecisionTimeout, Event, Subscriber
+from .bus import AppendError, Bus, DecisionTimeout, Event, Heard, Subscriber
 from .commands import Command, DayTradeSpec, OrderSpec, QuoteRecord, Stamp
 from .config import GatewaySettings
 from .directory import Directory
@@ -58,7 +58,7 @@ class Desk:
         self._projection = projection
         self.projection_timeout = projection_timeout
         self._directory = Directory(projection, bus, projection_timeout)
-        self._bus.listeners.append(self._directory.observe)
+        self._bus.watch(Directory.TYPES, self._directory.observe)
         self._command_ids = command_ids()
         self.metrics = GatewayMetrics()
         # every decision that any answer of this gateway has reflected, whoever asked: a read
@@ -67,7 +67,7 @@ class Desk:
         # every decision this gateway has heard (answers, ticks' trigger executions, expiries):
         # a DUMPLOG waits until the projection shows all of it
         self.heard = Session()
-        self._bus.listeners.append(self.heard.note)
+        self._bus.positions.append(self.heard.note)
         self.quotes = quotes or QuoteManager(Settings().quote_host, Settings().quote_port)
         self.dump_dir = dump_dir if dump_dir is not None else Settings().dump_dir
         # transaction numbers for commands that come without one: unique among this gateway's,
@@ -330,9 +330,11 @@ class Desk:
             await asyncio.sleep(0.05)
 
     # -- what the log says, as it is heard ----------------------------------------------------
-    def listen(self, listener: Callable[[Event], None]) -> None:
-        """Every decision on account.events, as it is heard (for caches)."""
-        self._bus.listeners.append(listener)
+    def listen(self, listener: Callable[[Heard], None]) -> None:
+        """Where every decision on account.events sits and whom it is about, as it is heard
+        (sessions: the decision itself is decoded only for those who need it,
+        ``decisions_about``)."""
+        self._bus.positions.append(listener)
 
     @contextlib.contextmanager
     def decisions_about(self, account: str, subscriber: Subscriber) -> Iterator[None]:

@@ -13,6 +13,8 @@ class Directory:
     the account.events tail) plus those in the projection. A miss is final only once the
     projection has caught up with where the tail started, so nothing falls between the two."""
 
+    TYPES = (ACCOUNT + "AccountCreated", ACCOUNT + "SymbolCreated")  # what observe() reads
+
     def __init__(self, projection: Projection, bus: Bus, timeout: float) -> None:
         self.projection, self.bus, self.timeout = projection, bus, timeout
         self.accounts: set[str] = set()

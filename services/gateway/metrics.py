@@ -1,7 +1,8 @@
-"""The gateway's own Prometheus metrics: orders received by surface, replies by outcome and the
-time from appending a command to its answer (the decision latency a client sees, less its
-network). Served with the processors' counters (services/common/metrics.py) on the gateway's
-metrics port; the operator dashboard reads them from there."""
+"""The gateway's own Prometheus metrics: orders received by surface, replies by outcome and the time
+from appending a command to its answer (the decision latency a client sees, less its network), and
+the decisions its account tail decoded or skipped (services/gateway/hearing.py). Served with the
+processors' counters (services/common/metrics.py) on the gateway's metrics port; the operator
+dashboard reads them from there."""
 
 from __future__ import annotations
 
@@ -18,6 +19,27 @@ _DECISION_SECONDS = Histogram(
     "From appending a command to its answering decision",
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
 )
+
+_HEARD = Counter(
+    "marketlog_gateway_decisions_heard",
+    "account.events decisions heard: decoded (a pending command, a subscriber or the directory"
+    " here needed it) or skipped (read to its envelope: only its place in the log noted)",
+    ["read"],
+)
+
+
+class DecisionsHeard:
+    """Decoded and skipped decisions, counted once per batch the tail hands the loop."""
+
+    def __init__(self) -> None:
+        self._decoded = _HEARD.labels("decoded")
+        self._skipped = _HEARD.labels("skipped")
+
+    def count(self, decoded: int, skipped: int) -> None:
+        if decoded:
+            self._decoded.inc(decoded)
+        if skipped:
+            self._skipped.inc(skipped)
 
 
 class GatewayMetrics:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from .bus import Event
+from .hearing import Event, Heard
 
 
 @dataclass
@@ -21,9 +21,9 @@ class Session:
 
     offsets: dict[int, int] = field(default_factory=dict)
 
-    def note(self, event: Event) -> None:
-        if event.offset > self.offsets.get(event.partition, -1):
-            self.offsets[event.partition] = event.offset
+    def note(self, heard: Event | Heard) -> None:
+        if heard.offset > self.offsets.get(heard.partition, -1):
+            self.offsets[heard.partition] = heard.offset
 
     def note_answer(self, event: Event) -> None:
         """An answer and every decision it reflected (the order's fills, its counterparties')."""
@@ -57,7 +57,7 @@ class AccountSessions:
         self._sessions.move_to_end(account)
         return session
 
-    def observe(self, event: Event) -> None:
-        session = self._sessions.get(event.key)
+    def observe(self, heard: Heard) -> None:
+        session = self._sessions.get(heard.key)
         if session is not None:
-            session.note(event)
+            session.note(heard)

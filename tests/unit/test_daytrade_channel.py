@@ -329,11 +329,14 @@ class Log:
 
     def __init__(self, delay: Callable[[dict], float | None] = lambda r: 0.0) -> None:
         self.appended: list[Any] = []
-        self.listeners: list[Any] = []
+        self.positions: list[Any] = []
         self.accounts_tail = SimpleNamespace(start_offsets={})
         self.ledger = ToyLedger()
         self.delay = delay
         self.timeout = 2.0
+
+    def watch(self, names: Any, reader: Any) -> None:
+        pass  # no account or symbol is created here
 
     def append(self, command: Any) -> None:
         self.appended.append(command)
@@ -349,7 +352,7 @@ class Log:
         return future
 
     def _hear(self, event: Event, future: asyncio.Future) -> None:
-        for listener in self.listeners:
+        for listener in self.positions:
             listener(event)
         if not future.done():
             future.set_result(event)

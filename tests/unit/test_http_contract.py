@@ -60,8 +60,11 @@ class Bus:
 
     def __init__(self, appended: list[Any]) -> None:
         self.appended = appended
-        self.listeners: list[Any] = []
+        self.positions: list[Any] = []
         self.accounts_tail = SimpleNamespace(start_offsets={})
+
+    def watch(self, names: Any, reader: Any) -> None:
+        pass  # no account or symbol is created here
 
     def submit(self, command: Any, placed: bool = False) -> asyncio.Future:
         self.appended.append(command)
