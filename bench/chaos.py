@@ -46,7 +46,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import chaos_daytrade
 from bench.chaos_cluster import BrokerFaults, ClusterBrokerFaults, ClusterEnv
+from bench.chaos_daytrade import DayTold
 from bench.chaos_load import SURFACES, Ports, Told, load, open_accounts
 from infra.stack import ServiceProcs, free_port, free_ports, settings_env
 from services.common.codec import Codec
@@ -134,7 +136,9 @@ class Stack:
             MARKETLOG_HTTP_PORT=str(ports.http),
             MARKETLOG_PRIVATE_PORT=str(ports.private),
             MARKETLOG_PUBLIC_PORT=str(free_port()),
-            MARKETLOG_DAYTRADE_PORT=str(free_port()),
+            MARKETLOG_DAYTRADE_PORT=str(ports.daytrade),
+            MARKETLOG_QUOTE_PORT=str(ports.quotes),
+            MARKETLOG_DUMP_DIR=str(logs / "dumps"),
             MARKETLOG_ADMIN_KEY=ports.admin_key,
             MARKETLOG_METRICS_PORT="0",
             MARKETLOG_XML_RATE="1000000",
@@ -246,19 +250,31 @@ def measure(faults: list[Fault], told: dict[str, Told], started: float) -> None:
         fault.spike_ms = round(max(window, default=0.0) * 1000, 1)
 
 
-def books(settings: Settings, told: dict[str, Told]) -> dict:
+# the records that decide a command (each command is decided by exactly one)
+DECISIONS = {"OrderAccepted", "CommandRejected", "AccountCreated", "SharesIssued"}
+DECISIONS |= {"DayTradeDecided"}
+
+
+def books(settings: Settings, told: dict[str, Told | DayTold]) -> dict:
     """Lost and duplicated against each surface's told record; distinct executions and trades."""
     codec = Codec()
     decided: Counter = Counter()
     placed: Counter = Counter()
+    day_lines: Counter = Counter()  # (user, txn) -> DayTradeDecided records
+    day_ok: set[tuple[str, int]] = set()
     for record in read_topic(settings, settings.topic("account.events"), idle_timeout=3.0):
         name, event = codec.decode(record.value())
         kind = name.rsplit(".", 1)[1]
-        if kind in {"OrderAccepted", "CommandRejected", "AccountCreated", "SharesIssued"}:
+        if kind in DECISIONS:
             decided[event["envelope"]["command_id"]] += 1
         if kind == "OrderAccepted":
             placed[event["envelope"]["key"]] += 1  # the account
+        if kind == "DayTradeDecided":
+            day_lines[(event["user"], event["txn"])] += 1
+            if event["ok"]:
+                day_ok.add((event["user"], event["txn"]))
     with connect(settings.database_url) as conn:
+        day_projected = chaos_daytrade.projection_of(conn)
         rows = dict(conn.execute("SELECT order_id, account_id FROM orders").fetchall())
         by_client = Counter(
             dict(
@@ -277,6 +293,9 @@ def books(settings: Settings, told: dict[str, Told]) -> dict:
         ).fetchone()
     surfaces = {}
     for surface, record in told.items():
+        if isinstance(record, DayTold):
+            surfaces[surface] = chaos_daytrade.check(record, day_lines, day_ok, day_projected)
+            continue
         missing = [oid for oid, account in record.opened.items() if rows.get(oid) != account]
         missing += [f"{a}/{c}" for a, c in record.opened_client if by_client[(a, c)] == 0]
         over = {a: placed[a] - n for a, n in record.sent.items() if placed[a] > n}
@@ -388,13 +407,15 @@ def run(
     settings = env.settings(partitions=2)
     logs = env.home / "logs" / "chaos"
     logs.mkdir(parents=True, exist_ok=True)
-    ports = Ports(*free_ports(3), admin_key=f"chaos{seed}")
+    ports = Ports(*free_ports(5), admin_key=f"chaos{seed}")
     services, _ = topology(instances)
+    # the quote server too (day trading's prices), supervised but not among the faults' targets
+    supervised = [*services[:-1], "quotes", services[-1]]
     brokers = ClusterBrokerFaults(env) if cluster else BrokerFaults(env)
     credentials = env.credentials() if cluster else None
-    stack = Stack(settings, logs, ports, services, brokers, credentials)
+    stack = Stack(settings, logs, ports, supervised, brokers, credentials)
     faults = schedule(rng, seconds, fault_count, broker, instances, cluster)
-    told = {surface: Told() for surface in SURFACES}
+    told = {s: DayTold() if s == "daytrade" else Told() for s in SURFACES}
     stack.start()
     try:
         keys = asyncio.run(open_accounts(ports, rate))
@@ -470,6 +491,14 @@ def markdown(result: dict) -> str:
             f"| {name} | {s['requests']:,} | {s['told_open']:,} | {s['unknown']} | "
             f"{s['lost']} | {s['duplicated']} |"
         )
+    day = result["surfaces"].get("daytrade")
+    if day:
+        lines += [
+            "",
+            f"Day trading (told open = lines answered OK): unknown lines settled by the account's "
+            f"summary: {day['settled'] or 'none'}; unexplained {len(day['unexplained'])}, "
+            f"users never read back {len(day['unsettled_users'])}; errors {day['refused']}",
+        ]
     lines += [
         "",
         "| at (s) | fault | target | down (s) | recovery (s) | by surface (s) | spike (ms) |",
