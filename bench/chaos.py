@@ -47,9 +47,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import chaos_daytrade
-from bench.chaos_cluster import BrokerFaults, ClusterBrokerFaults, ClusterEnv
+from bench.chaos_cluster import BrokerFaults, ClusterBrokerFaults, chaos_cluster_env
 from bench.chaos_daytrade import DayTold
 from bench.chaos_load import SURFACES, Ports, Told, load, open_accounts
+from bench.cluster_env import ClusterEnv
 from infra.stack import ServiceProcs, free_port, free_ports, settings_env
 from services.common.codec import Codec
 from services.common.config import Settings
@@ -529,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instances", type=int, default=1, help="of each processor")
     args = parser.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
-    with ClusterEnv(RESULTS) if args.cluster else BenchEnv(RESULTS) as env:
+    with chaos_cluster_env() if args.cluster else BenchEnv(RESULTS) as env:
         result = run(env, args.seconds, args.faults, args.seed, args.rate, instances=args.instances)
     kind = "-chaos-cluster" if args.cluster else "-chaos"
     stem = RESULTS / f"{datetime.now(UTC):%Y-%m-%dT%H%M}{kind}"
