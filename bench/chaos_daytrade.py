@@ -32,6 +32,8 @@ SETTLE_TIMEOUT_S = 180.0  # reading the account after an unknown line, at most
 UNKNOWN_CODES = frozenset(("timeout", "unavailable"))  # the command may still be decided
 REFUSALS = frozenset(("insufficient_funds", "insufficient_shares", "no_whole_share"))
 FIRST_USER = "dt"
+NO_ACCOUNT = {"cash": "0", "cash_held": "0", "holdings": {}, "pending_buys": []}
+NO_ACCOUNT |= {"pending_sells": [], "buy_settings": []}
 
 
 @dataclass
@@ -110,12 +112,12 @@ class DayTrader:
         while time.monotonic() < deadline:
             await asyncio.sleep(0.5)  # the gateway may be down: do not spin
             answer = await self.ask(f"DISPLAY_SUMMARY,{self.user}")
-            if answer is not None and answer.ok:
+            if answer is not None and (answer.ok or answer.code == "unknown_user"):
                 break
         else:
             self.told.unsettled.add(self.user)
             return
-        summary = summary_of(answer)
+        summary = summary_of(answer) if answer.ok else NO_ACCOUNT  # the first ADD not decided
         outcomes = self.book.outcomes(line, txn, sent, summary, time.monotonic())
         if not maybe_decided:
             outcomes = [outcomes[0], outcomes[0], outcomes[2], outcomes[2]]
