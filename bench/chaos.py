@@ -9,24 +9,25 @@ PostgreSQL and a broker of its own (bench/env.py), or with ``--cluster`` three K
 and ACLs: bench/chaos_cluster.py); the split topology (ledger, matcher, projector, gateway; with
 ``--instances 2`` two of each processor, ``ledger@0``/``ledger@1``, sharing the partitions); and
 closed-loop clients on XML, HTTP and the private JSON-line channel (bench/chaos_load.py), one
-account each, offering about ``rate`` orders per second that cross and fill. While they trade, a
-seeded schedule of faults: kill -9 of a service instance (restarted after a short down time),
-SIGSTOP of a processor past its consumer session timeout (10 s) then SIGCONT, and kill -9 of a
-broker restarted on its data: the only broker (everything waits for it), or on the cluster the
-one leading the most partitions, down 10-20 s while the other two serve. A supervisor restarts
-any service that exits by itself and counts it. The clients reconnect when the gateway goes away;
-a request whose answer never came is "unknown", never retried.
+account each, and day traders on the line protocol (bench/chaos_daytrade.py), one user each,
+offering about ``rate`` requests per second (orders that cross and fill; day-trading lines). While
+they trade, a seeded schedule of faults: kill -9 of a service instance (restarted after a short
+down time), SIGSTOP of a processor past its consumer session timeout (10 s) then SIGCONT, and
+kill -9 of a broker restarted on its data: the only broker (everything waits for it), or on the
+cluster the one leading the most partitions, down 10-20 s while the other two serve. A supervisor
+restarts any service that exits by itself and counts it. The clients reconnect when the gateway
+goes away; a request whose answer never came is "unknown", never retried.
 
-At the end, per surface, against what its clients were told (``Told``): every order told open
-(XML ``<opened>``, HTTP 201, a NEW report) is in the log and the projection once (``lost`` counts
-those missing), no account has more orders in the log than it sent requests, no command is
-decided twice and no client order id names two orders (``duplicated``); executions and trades
-are distinct; then the projector's conservation audit, each processor's ``verify`` (the log
-replays byte for byte), a rebuild of the projection equal to the incremental one, and an L3
-replica equal to the matcher's checksums. Per fault: when it hit, what, the seconds until every
-surface had an order sent after it answered again (``recovery_s``, and per surface) and the worst
-latency of the orders in flight in that window (``spike_ms``). Results:
-bench/results/<date>-chaos[-cluster].json and .md.
+At the end, per surface, against what its clients were told (``Told``): every order told open (XML
+``<opened>``, HTTP 201, a NEW report) is in the log and the projection once (``lost`` counts those
+missing), no account has more orders in the log than it sent requests, no command is decided twice
+and no client order id names two orders (``duplicated``); executions and trades are distinct; the
+day traders' lines and books against the log and the projection (bench/chaos_daytrade.py); then the
+projector's conservation audit, each processor's ``verify`` (the log replays byte for byte), a
+rebuild of the projection equal to the incremental one, and an L3 replica equal to the matcher's
+checksums. Per fault: when it hit, what, the seconds until every surface had an order sent after it
+answered again (``recovery_s``, and per surface) and the worst latency of the orders in flight in
+that window (``spike_ms``). Results: bench/results/<date>-chaos[-cluster].json and .md.
 """
 
 from __future__ import annotations
