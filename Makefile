@@ -109,9 +109,9 @@ bench: deps
 scale: deps
 	$(PY) -m bench.scale
 
-# Faults under load on XML, HTTP and the private channel (bench/chaos.py): kill -9 of every
-# service instance, a paused processor, a broker killed and restarted; lost/duplicated counts,
-# audits, recovery per fault in bench/results/. CLUSTER=1: on three brokers as make cluster
+# Faults under load on XML, HTTP, the private channel and day trading (bench/chaos.py): kill -9
+# of every service instance, a paused processor, a broker killed and restarted; lost/duplicated
+# counts, audits, recovery per fault in bench/results/. CLUSTER=1: on three brokers as make cluster
 # runs them (one of them killed), with CHAOS_INSTANCES (default 2 there) of each processor.
 CHAOS_SECONDS ?= 180
 CHAOS_FAULTS ?= 10

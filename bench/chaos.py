@@ -9,24 +9,25 @@ PostgreSQL and a broker of its own (bench/env.py), or with ``--cluster`` three K
 and ACLs: bench/chaos_cluster.py); the split topology (ledger, matcher, projector, gateway; with
 ``--instances 2`` two of each processor, ``ledger@0``/``ledger@1``, sharing the partitions); and
 closed-loop clients on XML, HTTP and the private JSON-line channel (bench/chaos_load.py), one
-account each, offering about ``rate`` orders per second that cross and fill. While they trade, a
-seeded schedule of faults: kill -9 of a service instance (restarted after a short down time),
-SIGSTOP of a processor past its consumer session timeout (10 s) then SIGCONT, and kill -9 of a
-broker restarted on its data: the only broker (everything waits for it), or on the cluster the
-one leading the most partitions, down 10-20 s while the other two serve. A supervisor restarts
-any service that exits by itself and counts it. The clients reconnect when the gateway goes away;
-a request whose answer never came is "unknown", never retried.
+account each, and day traders on the line protocol (bench/chaos_daytrade.py), one user each,
+offering about ``rate`` requests per second (orders that cross and fill; day-trading lines). While
+they trade, a seeded schedule of faults: kill -9 of a service instance (restarted after a short
+down time), SIGSTOP of a processor past its consumer session timeout (10 s) then SIGCONT, and
+kill -9 of a broker restarted on its data: the only broker (everything waits for it), or on the
+cluster the one leading the most partitions, down 10-20 s while the other two serve. A supervisor
+restarts any service that exits by itself and counts it. The clients reconnect when the gateway
+goes away; a request whose answer never came is "unknown", never retried.
 
-At the end, per surface, against what its clients were told (``Told``): every order told open
-(XML ``<opened>``, HTTP 201, a NEW report) is in the log and the projection once (``lost`` counts
-those missing), no account has more orders in the log than it sent requests, no command is
-decided twice and no client order id names two orders (``duplicated``); executions and trades
-are distinct; then the projector's conservation audit, each processor's ``verify`` (the log
-replays byte for byte), a rebuild of the projection equal to the incremental one, and an L3
-replica equal to the matcher's checksums. Per fault: when it hit, what, the seconds until every
-surface had an order sent after it answered again (``recovery_s``, and per surface) and the worst
-latency of the orders in flight in that window (``spike_ms``). Results:
-bench/results/<date>-chaos[-cluster].json and .md.
+At the end, per surface, against what its clients were told (``Told``): every order told open (XML
+``<opened>``, HTTP 201, a NEW report) is in the log and the projection once (``lost`` counts those
+missing), no account has more orders in the log than it sent requests, no command is decided twice
+and no client order id names two orders (``duplicated``); executions and trades are distinct; the
+day traders' lines and books against the log and the projection (bench/chaos_daytrade.py); then the
+projector's conservation audit, each processor's ``verify`` (the log replays byte for byte), a
+rebuild of the projection equal to the incremental one, and an L3 replica equal to the matcher's
+checksums. Per fault: when it hit, what, the seconds until every surface had an order sent after it
+answered again (``recovery_s``, and per surface) and the worst latency of the orders in flight in
+that window (``spike_ms``). Results: bench/results/<date>-chaos[-cluster].json and .md.
 """
 
 from __future__ import annotations
@@ -46,8 +47,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.chaos_cluster import BrokerFaults, ClusterBrokerFaults, ClusterEnv
+from bench import chaos_daytrade
+from bench.chaos_cluster import BrokerFaults, ClusterBrokerFaults, chaos_cluster_env
+from bench.chaos_daytrade import DayTold
 from bench.chaos_load import SURFACES, Ports, Told, load, open_accounts
+from bench.cluster_env import ClusterEnv
 from infra.stack import ServiceProcs, free_port, free_ports, settings_env
 from services.common.codec import Codec
 from services.common.config import Settings
@@ -134,7 +138,9 @@ class Stack:
             MARKETLOG_HTTP_PORT=str(ports.http),
             MARKETLOG_PRIVATE_PORT=str(ports.private),
             MARKETLOG_PUBLIC_PORT=str(free_port()),
-            MARKETLOG_DAYTRADE_PORT=str(free_port()),
+            MARKETLOG_DAYTRADE_PORT=str(ports.daytrade),
+            MARKETLOG_QUOTE_PORT=str(ports.quotes),
+            MARKETLOG_DUMP_DIR=str(logs / "dumps"),
             MARKETLOG_ADMIN_KEY=ports.admin_key,
             MARKETLOG_METRICS_PORT="0",
             MARKETLOG_XML_RATE="1000000",
@@ -246,19 +252,31 @@ def measure(faults: list[Fault], told: dict[str, Told], started: float) -> None:
         fault.spike_ms = round(max(window, default=0.0) * 1000, 1)
 
 
-def books(settings: Settings, told: dict[str, Told]) -> dict:
+# the records that decide a command (each command is decided by exactly one)
+DECISIONS = {"OrderAccepted", "CommandRejected", "AccountCreated", "SharesIssued"}
+DECISIONS |= {"DayTradeDecided"}
+
+
+def books(settings: Settings, told: dict[str, Told | DayTold]) -> dict:
     """Lost and duplicated against each surface's told record; distinct executions and trades."""
     codec = Codec()
     decided: Counter = Counter()
     placed: Counter = Counter()
+    day_lines: Counter = Counter()  # (user, txn) -> DayTradeDecided records
+    day_ok: set[tuple[str, int]] = set()
     for record in read_topic(settings, settings.topic("account.events"), idle_timeout=3.0):
         name, event = codec.decode(record.value())
         kind = name.rsplit(".", 1)[1]
-        if kind in {"OrderAccepted", "CommandRejected", "AccountCreated", "SharesIssued"}:
+        if kind in DECISIONS:
             decided[event["envelope"]["command_id"]] += 1
         if kind == "OrderAccepted":
             placed[event["envelope"]["key"]] += 1  # the account
+        if kind == "DayTradeDecided":
+            day_lines[(event["user"], event["txn"])] += 1
+            if event["ok"]:
+                day_ok.add((event["user"], event["txn"]))
     with connect(settings.database_url) as conn:
+        day_projected = chaos_daytrade.projection_of(conn)
         rows = dict(conn.execute("SELECT order_id, account_id FROM orders").fetchall())
         by_client = Counter(
             dict(
@@ -277,6 +295,9 @@ def books(settings: Settings, told: dict[str, Told]) -> dict:
         ).fetchone()
     surfaces = {}
     for surface, record in told.items():
+        if isinstance(record, DayTold):
+            surfaces[surface] = chaos_daytrade.check(record, day_lines, day_ok, day_projected)
+            continue
         missing = [oid for oid, account in record.opened.items() if rows.get(oid) != account]
         missing += [f"{a}/{c}" for a, c in record.opened_client if by_client[(a, c)] == 0]
         over = {a: placed[a] - n for a, n in record.sent.items() if placed[a] > n}
@@ -388,13 +409,15 @@ def run(
     settings = env.settings(partitions=2)
     logs = env.home / "logs" / "chaos"
     logs.mkdir(parents=True, exist_ok=True)
-    ports = Ports(*free_ports(3), admin_key=f"chaos{seed}")
+    ports = Ports(*free_ports(5), admin_key=f"chaos{seed}")
     services, _ = topology(instances)
+    # the quote server too (day trading's prices), supervised but not among the faults' targets
+    supervised = [*services[:-1], "quotes", services[-1]]
     brokers = ClusterBrokerFaults(env) if cluster else BrokerFaults(env)
     credentials = env.credentials() if cluster else None
-    stack = Stack(settings, logs, ports, services, brokers, credentials)
+    stack = Stack(settings, logs, ports, supervised, brokers, credentials)
     faults = schedule(rng, seconds, fault_count, broker, instances, cluster)
-    told = {surface: Told() for surface in SURFACES}
+    told = {s: DayTold() if s == "daytrade" else Told() for s in SURFACES}
     stack.start()
     try:
         keys = asyncio.run(open_accounts(ports, rate))
@@ -470,6 +493,14 @@ def markdown(result: dict) -> str:
             f"| {name} | {s['requests']:,} | {s['told_open']:,} | {s['unknown']} | "
             f"{s['lost']} | {s['duplicated']} |"
         )
+    day = result["surfaces"].get("daytrade")
+    if day:
+        lines += [
+            "",
+            f"Day trading (told open = lines answered OK): unknown lines settled by the account's "
+            f"summary: {day['settled'] or 'none'}; unexplained {len(day['unexplained'])}, "
+            f"users never read back {len(day['unsettled_users'])}; errors {day['refused']}",
+        ]
     lines += [
         "",
         "| at (s) | fault | target | down (s) | recovery (s) | by surface (s) | spike (ms) |",
@@ -500,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instances", type=int, default=1, help="of each processor")
     args = parser.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
-    with ClusterEnv(RESULTS) if args.cluster else BenchEnv(RESULTS) as env:
+    with chaos_cluster_env() if args.cluster else BenchEnv(RESULTS) as env:
         result = run(env, args.seconds, args.faults, args.seed, args.rate, instances=args.instances)
     kind = "-chaos-cluster" if args.cluster else "-chaos"
     stem = RESULTS / f"{datetime.now(UTC):%Y-%m-%dT%H%M}{kind}"

@@ -1,11 +1,12 @@
-"""The chaos run's load (bench/chaos.py): closed-loop clients on every order surface, each keeping
-its own record (``Told``) of what it sent and was told.
+"""The chaos run's load (bench/chaos.py): closed-loop clients on every surface, each keeping its
+own record (``Told``) of what it sent and was told.
 
 One account per client, one request at a time, orders that cross on two symbols (so the surfaces
 trade with each other): XML (``<order>``, answered after its match), HTTP (``POST /orders``,
 answered at acceptance) and the private JSON-line channel (``createOrder``, answered by its NEW
-report). A client reconnects when the gateway goes away; a request whose answer never came (the
-connection lost, or no answer in ``REQUEST_TIMEOUT_S``) is counted ``unknown`` and never retried.
+report); and day traders on the line protocol, one user each (bench/chaos_daytrade.py). A client
+reconnects when the gateway goes away; a request whose answer never came (the connection lost, or
+no answer in ``REQUEST_TIMEOUT_S``) is counted ``unknown`` and never retried.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from bench.chaos_daytrade import DayTold, DayTrader, users
+
 SYMBOLS = ("C0", "C1")
 OPENED = re.compile(rb'<opened [^>]*id="(\d+)"')
 REQUEST_TIMEOUT_S = 30.0
-SURFACES = ("xml", "http", "private")
+SURFACES = ("xml", "http", "private", "daytrade")
 FIRST_ACCOUNT = {"xml": 900_000, "http": 800_000, "private": 700_000}
-SHARE = {"xml": 0.5, "http": 0.25, "private": 0.25}  # of the offered rate
+SHARE = {"xml": 0.4, "http": 0.2, "private": 0.2, "daytrade": 0.2}  # of the offered rate
 PER_CLIENT_RATE = 4.0  # orders per second each client offers
 
 
@@ -47,6 +50,8 @@ class Ports:
     xml: int
     http: int
     private: int
+    daytrade: int
+    quotes: int
     admin_key: str
 
 
@@ -212,9 +217,12 @@ class ChannelClient(Client):
         self.conn = None
 
 
+def clients_of(surface: str, rate: float) -> int:
+    return max(2, round(rate * SHARE[surface] / PER_CLIENT_RATE))
+
+
 def accounts_of(surface: str, rate: float) -> list[str]:
-    count = max(2, round(rate * SHARE[surface] / PER_CLIENT_RATE))
-    return [str(FIRST_ACCOUNT[surface] + i) for i in range(count)]
+    return [str(FIRST_ACCOUNT[surface] + i) for i in range(clients_of(surface, rate))]
 
 
 async def open_accounts(ports: Ports, rate: float) -> dict[str, str]:
@@ -253,16 +261,18 @@ async def load(
     ports: Ports,
     rate: float,
     keys: dict[str, str],
-    told: dict[str, Told],
+    told: dict[str, Told | DayTold],
     going: Callable[[], bool],
 ) -> None:
-    clients: list[Client] = []
+    clients: list[Client | DayTrader] = []
     for n, account in enumerate(accounts_of("xml", rate)):
         clients.append(XmlClient(ports, account, n, told["xml"]))
     for n, account in enumerate(accounts_of("http", rate)):
         clients.append(HttpClient(ports, account, n, told["http"], keys[account]))
     for n, account in enumerate(accounts_of("private", rate)):
         clients.append(ChannelClient(ports, account, n, told["private"], keys[account]))
+    for n, user in enumerate(users(clients_of("daytrade", rate))):
+        clients.append(DayTrader(ports.daytrade, user, n, told["daytrade"]))
     interval = 1 / PER_CLIENT_RATE
     try:
         await asyncio.gather(*(c.trade(going, interval) for c in clients))

@@ -28,23 +28,21 @@ import dataclasses
 import functools
 import json
 import os
-import shutil
 import sys
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
-
 from bench.__main__ import machine
+from bench.cluster_env import ClusterEnv
 from bench.cpu import CpuMeter, kafka_pid, postmaster_pid
 from bench.e2e_bench import GATEWAY_PORTS, UNLIMITED, idle_cores, measure
 from bench.loadgen import StepResult
 from bench.orders import xml_setup
 from bench.sweep import Plan, best, sweep
-from infra.cluster import GRANTS, Cluster
-from infra.local import STATE, LocalPostgres, with_database
+from infra.cluster import GRANTS
+from infra.local import STATE
 from infra.stack import ServiceProcs, free_port, free_ports
 from services.common.config import Settings
 from services.common.topics import provision
@@ -118,50 +116,26 @@ def projection(kinds: dict[str, float], partitions: int = PARTITIONS) -> list[di
 
 
 # -- the run ---------------------------------------------------------------------------------------
-class ScaleEnv:
-    """The three brokers and the database of the run, with fresh topics, grants and a database
-    per N."""
-
-    def __init__(self) -> None:
-        home = STATE / "bench-scale"
-        port = int(os.environ.get("MARKETLOG_SCALE_PORT", "28110"))
-        self.home = home
-        self.cluster = Cluster(home / "cluster", port)
-        # a free port unless told: another worktree's PostgreSQL may hold any fixed one
-        pg_port = int(os.environ.get("MARKETLOG_SCALE_PG_PORT", "0")) or free_port()
-        self.postgres = LocalPostgres(home / "postgres", pg_port, durable=True)
-
-    def __enter__(self) -> ScaleEnv:
-        self.cluster.stop()
-        self.postgres.stop()
-        shutil.rmtree(self.home, ignore_errors=True)
-        try:
-            self.cluster.start()
-            self.postgres.start()
-        except BaseException:  # never leave three brokers behind
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cluster.stop()
-        self.postgres.stop()
+class ScaleEnv(ClusterEnv):
+    """The run's three brokers and database (bench/cluster_env.py), with settings per principal
+    on fresh topics, grants and a database per N."""
 
     def fresh(self) -> dict[str | None, Settings]:
         """Settings per principal (None: infra's own) on fresh topics, ACLs and database."""
-        tag = uuid.uuid4().hex[:8]
-        with psycopg.connect(self.postgres.url, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE s{tag}")
-        common = {
-            "topic_prefix": f"s{tag}.",
-            "database_url": with_database(self.postgres.url, f"s{tag}"),
-            "partitions": PARTITIONS,
-            "run_dir": self.home / "run" / tag,
-        }
+        common = self.fresh_fields(PARTITIONS)
         found = {p: self.cluster.settings(p, **common) for p in (None, "gateway", *PROCESSORS)}
         provision(found[None])
         self.cluster.grant(GRANTS, prefix=common["topic_prefix"])
         return found
+
+
+def scale_env() -> ScaleEnv:
+    """State in .state/bench-scale, brokers on MARKETLOG_SCALE_PORT .. +5 (default 28110),
+    PostgreSQL on MARKETLOG_SCALE_PG_PORT or a free port (another worktree's PostgreSQL may hold
+    any fixed one)."""
+    port = int(os.environ.get("MARKETLOG_SCALE_PORT", "28110"))
+    pg_port = int(os.environ.get("MARKETLOG_SCALE_PG_PORT", "0")) or free_port()
+    return ScaleEnv(STATE / "bench-scale", port, pg_port)
 
 
 class Stack:
@@ -274,7 +248,7 @@ def run(
     """Every N in `counts`, one after the other on the same brokers; the first N's warm-up
     lasts at least `first_warm_up` seconds (the brokers' JIT)."""
     began = time.monotonic()
-    with ScaleEnv() as env:
+    with scale_env() as env:
         first = dataclasses.replace(plan, warm_up_seconds=max(plan.warm_up_seconds, first_warm_up))
         per_n = [one_n(env, n, first if i == 0 else plan, reference) for i, n in enumerate(counts)]
     projected = {  # at the highest sustained step: the most orders per transaction measured

@@ -1,7 +1,7 @@
-"""The CI-sized chaos run (bench/chaos.py; `make chaos` is the long form): under load on XML, HTTP
-and the private JSON-line channel, kill -9 of every service, a processor paused past its session
-timeout, and the broker killed and brought back; then nothing any surface's clients were told is
-lost or doubled and every audit holds."""
+"""The CI-sized chaos run (bench/chaos.py; `make chaos` is the long form): under load on XML, HTTP,
+the private JSON-line channel and the day-trading line protocol, kill -9 of every service, a
+processor paused past its session timeout, and the broker killed and brought back; then nothing
+any surface's clients were told is lost or doubled and every audit holds."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ def test_a_short_chaos_run_loses_and_doubles_nothing(tmp_path, monkeypatch):
     for surface, told in result["surfaces"].items():
         assert told["told_open"] > 50, f"{surface}: the clients should trade through the faults"
         assert (told["lost"], told["duplicated"]) == (0, 0), (surface, told)
+    assert not result["surfaces"]["daytrade"]["unsettled_users"], result["surfaces"]["daytrade"]
     assert result["trades"] > 50
     assert result["lost"] == 0, result
     assert result["duplicated"] == 0, result
