@@ -21,7 +21,9 @@ REBUILD = "projection_rebuild"
 RETIRED = "projection_retired"
 CHANNEL = "marketlog_applied"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-_LOCK = 0x4D4C5052  # advisory lock: schema changes (migrate, swap) one at a time
+# advisory lock: schema changes (migrate, swap) take it alone, one at a time; each batch's write
+# shares it (store.apply), so a swap waits for the batch written into the tables it replaces
+SCHEMA_LOCK = 0x4D4C5052
 _NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 
 
@@ -76,7 +78,7 @@ def migrate(conn: psycopg.Connection, schema: str = LIVE) -> list[str]:
     ident = sql.Identifier(schema)
     applied_now = []
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
         conn.execute(sql.SQL("SET LOCAL search_path = {}").format(ident))
         conn.execute(
@@ -106,7 +108,7 @@ def drop(conn: psycopg.Connection, schema: str) -> None:
 def swap_in(conn: psycopg.Connection, built: str = REBUILD, live: str = LIVE) -> None:
     """Make `built` the live schema in one transaction and announce its applied offsets."""
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(RETIRED)))
         exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (live,)).fetchone()
         if exists:

@@ -12,6 +12,11 @@ tables).
 Fencing: the transaction first locks the batch's rows of ``applied_offsets`` and checks they still
 hold the offsets this writer started from. If another writer (a newer instance after a rebalance,
 a rebuild's swap) moved them, nothing is written and the caller re-seeks to the stored offsets.
+Before that it takes the schema lock shared: a rebuild's swap renames schemas, and each statement
+finds its tables by name, so a swap committed between two statements of a batch would send the
+rest of the batch into the swapped-in tables, past the fence (found by the rebuild race test: book
+gaps and levels below zero). Sharing the lock makes the swap wait for the batch, and a batch that
+starts after the swap meets the new tables' offsets and is fenced.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from dataclasses import dataclass
 import psycopg
 
 from .rows import Batch
-from .schema import CHANNEL
+from .schema import CHANNEL, SCHEMA_LOCK
 
 log = logging.getLogger(__name__)
 
@@ -382,6 +387,7 @@ def apply(
     keys = [(s.topic, s.partition) for s in spans]
     try:
         with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock_shared(%b)", [SCHEMA_LOCK])
             cur.execute(ENSURE_OFFSETS, [group, *columns(keys)])
             locked = cur.execute(LOCK_OFFSETS, [*columns(keys), group])
             stored = {(t, p): n for t, p, n in locked}

@@ -234,6 +234,68 @@ def test_a_writer_whose_offsets_moved_is_fenced_out(cfg):
         assert conn.execute("SELECT available FROM balances").fetchone()[0] == 105
 
 
+def waiting_on(conn: psycopg.Connection, pid: int) -> str | None:
+    found = conn.execute(
+        "SELECT wait_event_type, wait_event FROM pg_stat_activity WHERE pid = %s", (pid,)
+    ).fetchone()
+    return f"{found[0]}:{found[1]}" if found and found[0] else None
+
+
+def test_a_swap_waits_for_the_batch_being_written_into_the_tables_it_replaces(cfg):
+    """A batch's statements find their tables by name: a rebuild's swap committed between two of
+    them would send the rest of the batch into the swapped-in tables, past the fence. A batch is
+    held mid-write here (a table it appends to is locked); the swap must wait for it, and the
+    batch's next write after the swap is fenced by the new tables' offsets."""
+    ex = history.Market()
+    ex.create_account("a", 100)
+    ex.deposit("a", 5)
+    ex.deposit("a", 7)
+    first, second, third = (rows.fold([e]) for e in history.as_events(ex.events))
+    topic = cfg.topic("account.events")
+    with (
+        schema.connect(cfg.database_url) as writer,
+        schema.connect(cfg.database_url) as holder,
+        schema.connect(cfg.database_url) as swapper,
+        schema.connect(cfg.database_url) as watcher,
+    ):
+        schema.migrate(writer)
+        assert store.apply(writer, "g", [store.Span(topic, 0, 0, 1)], first) is None
+        schema.drop(writer, schema.REBUILD)
+        schema.migrate(writer, schema.REBUILD)  # an empty rebuild, ready to swap in
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE audit_log IN SHARE MODE")  # the batch's rows wait for it
+        outcome: dict[str, object] = {}
+        batch = threading.Thread(
+            target=lambda: outcome.update(
+                second=store.apply(writer, "g", [store.Span(topic, 0, 1, 2)], second)
+            ),
+            daemon=True,
+        )
+        batch.start()
+        swap = threading.Thread(target=schema.swap_in, args=(swapper,), daemon=True)
+        try:
+            wait_until(
+                lambda: waiting_on(watcher, writer.info.backend_pid) == "Lock:relation",
+                10,
+                "the batch to wait for audit_log",
+            )
+            swap.start()
+            wait_until(
+                lambda: waiting_on(watcher, swapper.info.backend_pid) == "Lock:advisory",
+                10,
+                "the swap to wait for the batch's schema lock",
+            )
+        finally:  # the batch goes on, into the tables it started in; then the swap
+            holder.execute("COMMIT")
+        batch.join(10)
+        swap.join(10)
+        assert not batch.is_alive() and not swap.is_alive()
+        assert outcome["second"] is None
+        # the live tables are the rebuilt ones, untouched by the batch; the next write is fenced
+        assert writer.execute("SELECT count(*) FROM balances").fetchone()[0] == 0
+        assert store.apply(writer, "g", [store.Span(topic, 0, 2, 3)], third) == {(topic, 0): 0}
+
+
 def test_a_live_projector_fenced_out_goes_back_to_the_stored_offsets(cfg):
     """As after a rebuild's swap: the stored offsets moved under a running projector (here: back
     to an empty projection); its next batch is refused and it continues from the stored ones."""
