@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient
 
 from infra.local import STATE, LocalKafka, LocalPostgres, grant_roles, with_database
 from services.common.config import Settings
-from services.common.topics import provision
+from tests.support import fresh_settings
 
 
 @dataclass(frozen=True)
@@ -84,17 +84,7 @@ def services() -> Iterator[Services]:
 @pytest.fixture
 def settings(services: Services, tmp_path) -> Settings:
     """Settings with a topic prefix of the test's own, every spec'd topic provisioned."""
-    prefix = f"t{uuid.uuid4().hex[:10]}."
-    found = Settings(
-        kafka=services.kafka,
-        database_url=services.database_url,
-        topic_prefix=prefix,
-        partitions=4,
-        instance="0",
-        run_dir=tmp_path / "run",
-    )
-    provision(found)
-    return found
+    return fresh_settings(services.kafka, services.database_url, tmp_path / "run")
 
 
 @pytest.fixture

@@ -5,11 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 
 from infra.stack import ServiceProcs, create_topics, free_port, free_ports, settings_env
 from services.common.config import Settings
 from services.common.reader import read_topic
+from services.common.topics import provision
 
 # the stack helpers live in infra.stack (benchmarks use them too); tests import them from here
 __all__ = [
@@ -50,3 +52,17 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, every
             return result
         time.sleep(every)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def fresh_settings(kafka: str, database_url: str, run_dir, partitions: int = 4) -> Settings:
+    """Settings with a topic prefix of the test's own, every spec'd topic provisioned."""
+    found = Settings(
+        kafka=kafka,
+        database_url=database_url,
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
+        partitions=partitions,
+        instance="0",
+        run_dir=run_dir,
+    )
+    provision(found)
+    return found

@@ -24,8 +24,7 @@ from infra.local import with_database
 from services.common.codec import Codec
 from services.common.config import ROOT, Settings
 from services.common.kafka import consumer_config, producer_config
-from services.common.topics import provision
-from tests.support import free_port, settings_env, wait_until
+from tests.support import free_port, fresh_settings, settings_env, wait_until
 
 pytestmark = pytest.mark.integration
 ADMIN = "test-admin-key"
@@ -87,15 +86,9 @@ class ToyLedger(threading.Thread):
 
 @pytest.fixture(scope="module")
 def gateway(services, tmp_path_factory):
-    settings = Settings(
-        kafka=services.kafka,
-        database_url=services.database_url,
-        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
-        partitions=4,
-        instance="0",
-        run_dir=tmp_path_factory.mktemp("run"),
+    settings = fresh_settings(
+        services.kafka, services.database_url, tmp_path_factory.mktemp("run"), partitions=4
     )
-    provision(settings)
     db = f"t{uuid.uuid4().hex[:12]}"
     with psycopg.connect(services.database_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {db}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections import Counter
 
 import httpx
@@ -16,12 +15,11 @@ from websockets.sync.client import connect as ws_connect
 
 from services.common.codec import Codec
 from services.common.config import Settings
-from services.common.topics import provision
 from services.gateway.directory import Directory
 from services.gateway.hearing import Event
 from services.gateway.http.streams import order_message
 from tests.integration.test_scale_out import xml_request
-from tests.support import ServiceProcs, free_ports, read_all, wait_until
+from tests.support import ServiceProcs, free_ports, fresh_settings, read_all, wait_until
 
 pytestmark = pytest.mark.integration
 ADMIN = "test-admin-key"
@@ -79,15 +77,7 @@ def order(gateway: Gateway, account: str, side: int, limit: int) -> bytes:
 def test_each_gateway_decodes_what_it_needs_and_a_follower_sees_every_decision(
     services, database_url, tmp_path
 ):
-    settings = Settings(
-        kafka=services.kafka,
-        database_url=database_url,
-        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
-        partitions=2,
-        instance="0",
-        run_dir=tmp_path / "run",
-    )
-    provision(settings)
+    settings = fresh_settings(services.kafka, database_url, tmp_path / "run", partitions=2)
     procs = ServiceProcs(settings, tmp_path)
     gateways = [Gateway(settings, tmp_path, "0"), Gateway(settings, tmp_path, "1")]
     try:

@@ -16,14 +16,12 @@ import pytest
 from confluent_kafka import Producer
 
 from services.common.codec import Codec
-from services.common.config import Settings
 from services.common.kafka import producer_config
 from services.common.money import CASH_SCALE, PRICE_SCALE, QTY_SCALE
 from services.common.reader import end_offsets
-from services.common.topics import provision
 from services.projector.schema import contents
 from tests.integration import backlog
-from tests.support import ServiceProcs, read_all, run_cli, wait_until
+from tests.support import ServiceProcs, fresh_settings, read_all, run_cli, wait_until
 
 pytestmark = pytest.mark.integration
 CODEC = Codec()
@@ -254,15 +252,7 @@ def test_kill_9_of_every_processor_keeps_the_books_exact(pipeline):
 def engine(services, database_url, tmp_path):
     """The engine topology: one processor for the ledger's and the matcher's cores, one
     partition (services/engine), with the projector."""
-    settings = Settings(
-        kafka=services.kafka,
-        database_url=database_url,
-        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
-        partitions=1,
-        instance="0",
-        run_dir=tmp_path / "run",
-    )
-    provision(settings)
+    settings = fresh_settings(services.kafka, database_url, tmp_path / "run", partitions=1)
     procs = ServiceProcs(
         settings, tmp_path, MARKETLOG_TOPOLOGY="engine", MARKETLOG_ENGINE_SNAPSHOT_RECORDS="500"
     )

@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import random
 import socket
-import uuid
 from collections import Counter
 
 import pytest
 
 from services.common.codec import Codec
 from services.common.config import Settings
-from services.common.topics import provision
 from services.projector.schema import connect, contents
 from tests.integration import backlog
 from tests.integration.test_pipeline import CommandLog, feed, query, settled
-from tests.support import ServiceProcs, free_port, read_all, run_cli, wait_until
+from tests.support import ServiceProcs, free_port, fresh_settings, read_all, run_cli, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -51,15 +49,7 @@ def decisions(settings: Settings, sent: dict[str, str]) -> Counter:
 def test_two_instances_share_the_partitions_and_survive_the_loss_of_one(
     services, database_url, tmp_path
 ):
-    settings = Settings(
-        kafka=services.kafka,
-        database_url=database_url,
-        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
-        partitions=PARTITIONS,
-        instance="0",
-        run_dir=tmp_path / "run",
-    )
-    provision(settings)
+    settings = fresh_settings(services.kafka, database_url, tmp_path / "run", partitions=PARTITIONS)
     procs = ServiceProcs(
         settings,
         tmp_path,
@@ -147,15 +137,7 @@ def test_two_gateways_share_one_address_and_one_can_go(services, database_url, t
     """MARKETLOG_GATEWAY_REUSE_PORT=1: both gateways listen on the same ports, the kernel spreads
     the connections, each answers its own from the decisions addressed to it; when one is killed,
     its clients reconnect to the same address and are served by the other."""
-    settings = Settings(
-        kafka=services.kafka,
-        database_url=database_url,
-        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
-        partitions=2,
-        instance="0",
-        run_dir=tmp_path / "run",
-    )
-    provision(settings)
+    settings = fresh_settings(services.kafka, database_url, tmp_path / "run", partitions=2)
     port = free_port()
     procs = ServiceProcs(
         settings,
