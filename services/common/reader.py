@@ -15,6 +15,7 @@ naming the partitions that never ended: a long replay is progress, a silent brok
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Mapping
 
 from confluent_kafka import (
@@ -151,7 +152,29 @@ def end_offsets(
         ends = {}
         for topic in topics:
             for p in consumer.list_topics(topic, 10).topics[topic].partitions:
-                ends[(topic, p)] = consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1]
+                ends[(topic, p)] = end_of(consumer, TopicPartition(topic, p))
         return ends
     finally:
         consumer.close()
+
+
+# A partition just created, or whose leader just moved, answers with these for a moment.
+LEADER_MOVING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
+
+
+def end_of(consumer: Consumer, partition: TopicPartition, timeout: float = 30.0) -> int:
+    """One partition's end, asked again while its leadership is still settling."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return consumer.get_watermark_offsets(partition, 10)[1]
+        except KafkaException as exc:
+            error = exc.args[0]
+            settling = error.retriable() or error.code() in LEADER_MOVING
+            if not settling or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

@@ -51,16 +51,23 @@ def load_spec(settings: Settings, path: Path = SPEC_PATH) -> list[TopicSpec]:
     return topics
 
 
+def _led(topic) -> bool:
+    """The topic is known and every partition has a leader (a new topic's come a moment later)."""
+    if topic is None or topic.error is not None:
+        return False
+    return all(p.error is None and p.leader >= 0 for p in topic.partitions.values())
+
+
 def _metadata(admin: AdminClient, specs: list[TopicSpec], timeout: float = 30.0) -> dict:
-    """Topic metadata once every spec'd topic shows up (new topics take a moment to propagate)."""
+    """Topic metadata once every spec'd topic shows up with its leaders (new topics propagate)."""
     deadline = time.monotonic() + timeout
     while True:
         meta = admin.list_topics(timeout=10).topics
-        missing = [s.name for s in specs if s.name not in meta or meta[s.name].error is not None]
+        missing = [s.name for s in specs if not _led(meta.get(s.name))]
         if not missing:
             return meta
         if time.monotonic() > deadline:
-            raise TopicMismatch(f"topics did not appear: {', '.join(missing)}")
+            raise TopicMismatch(f"topics missing or without a leader: {', '.join(missing)}")
         time.sleep(0.1)
 
 

@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from services.common.codec import Codec, CodecError
 from services.common.config import Settings
 from services.common.kafka import consumer_config, producer_config
+from services.common.reader import end_of
 
 from .commands import Command, Reply
 from .hearing import Event, Heard, Interest, Unread, hear
@@ -76,7 +77,7 @@ class _Tail:
         partitions = self.consumer.list_topics(self.topic, 10).topics[self.topic].partitions
         assignment = []
         for p in sorted(partitions):
-            _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), 10)
+            high = end_of(self.consumer, TopicPartition(self.topic, p))
             self.start_offsets[p] = high
             assignment.append(TopicPartition(self.topic, p, high))
         self.consumer.assign(assignment)

@@ -13,6 +13,7 @@ from confluent_kafka import Consumer, TopicPartition
 from services.common.codec import Codec
 from services.common.config import Settings
 from services.common.kafka import consumer_config
+from services.common.reader import end_of
 
 
 class LineClient:
@@ -73,9 +74,7 @@ def end_offsets(settings: Settings, role: str = "ledger.commands") -> dict[int, 
     consumer = Consumer(consumer_config(settings, None))
     try:
         partitions = consumer.list_topics(topic, 10).topics[topic].partitions
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), 10)[1] for p in partitions
-        }
+        return {p: end_of(consumer, TopicPartition(topic, p)) for p in partitions}
     finally:
         consumer.close()
 

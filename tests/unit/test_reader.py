@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from services.common import reader
 from services.common.config import Settings
@@ -97,3 +97,40 @@ def test_nothing_at_or_past_stop(monkeypatch):
     monkeypatch.setattr(reader, "end_reader", lambda settings, committed: consumer)
     found = reader.read_to_end(Settings(), {("t", 0): 5}, stop=7)
     assert [m.offset() for m in found] == [5]  # 6 is a commit marker: 7 ends the read
+
+
+class SettlingLeader:
+    """A partition whose first answers are an error (a new topic's leader not there yet)."""
+
+    def __init__(self, *errors: int) -> None:
+        self.errors = list(errors)
+        self.asked = 0
+
+    def get_watermark_offsets(self, partition, timeout: float) -> tuple[int, int]:
+        self.asked += 1
+        if self.errors:
+            raise KafkaException(KafkaError(self.errors.pop(0)))
+        return 0, 42
+
+
+def test_an_end_is_asked_again_while_the_leader_settles(monkeypatch):
+    monkeypatch.setattr(reader.time, "sleep", lambda seconds: None)
+    broker = SettlingLeader(KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
+    assert reader.end_of(broker, TopicPartition("t", 0)) == 42
+    assert broker.asked == 3
+
+
+def test_other_errors_are_raised_at_once(monkeypatch):
+    monkeypatch.setattr(reader.time, "sleep", lambda seconds: None)
+    broker = SettlingLeader(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    with pytest.raises(KafkaException):
+        reader.end_of(broker, TopicPartition("t", 0))
+    assert broker.asked == 1
+
+
+def test_a_leader_that_never_settles_is_raised_after_the_timeout(monkeypatch):
+    monkeypatch.setattr(reader.time, "sleep", lambda seconds: None)
+    broker = SettlingLeader(*[KafkaError.NOT_LEADER_FOR_PARTITION] * 1000)
+    with pytest.raises(KafkaException):
+        reader.end_of(broker, TopicPartition("t", 0), timeout=-1.0)
+    assert broker.asked == 1
