@@ -15,7 +15,8 @@ from itertools import zip_longest
 from bench import throughput
 from services.common.codec import Codec
 from services.common.config import Settings
-from services.matcher.service import MatcherCore, processor
+from services.common.processor import Processor
+from services.matcher.service import BATCH_RECORDS, TXN_INTERVAL_MS, MatcherCore
 from services.matcher.state import BUY, SELL, Book, Matcher
 
 MID = 1_000_000  # 100.0000 in price units
@@ -145,7 +146,13 @@ def service_rate(env, per_symbol: int, apply_sample: int, symbols: int = 4) -> d
     settings = env.settings()
     commands = encoded_stream(Codec(), symbols, per_symbol)
     throughput.produce(settings, settings.topic("match.commands"), commands)
-    figures = throughput.service_rate(processor(settings), len(commands))
+    processor = Processor(
+        MatcherCore(settings),
+        settings,
+        batch_records=BATCH_RECORDS,
+        batch_interval=TXN_INTERVAL_MS / 1000,
+    )
+    figures = throughput.service_rate(processor, len(commands))
     values = [value for _, value, _ in commands[:apply_sample]]
     state = MatcherCore(Settings(topic_prefix="bench.")).fresh(0, 1)
     return figures | {"symbols": symbols, "apply_only": throughput.apply_rate(state, values)}

@@ -242,13 +242,14 @@ class MatcherCore:
         return MatcherPartition(self.codec, self.topics, Matcher.restore(state), self.every)
 
 
+# big batches under backlog
+BATCH_RECORDS = 20_000
+# a transaction at most every 40 ms under load (fills wait up to that; an idle matcher starts at
+# once): its CPU per order at 150 orders/s -40 % (docs/performance.md)
+TXN_INTERVAL_MS = 40
+
+
 def serve() -> int:
     return serve_processor(
-        "matcher",
-        MatcherCore,
-        # big batches under backlog
-        batch_records=20_000,
-        # a transaction at most every 40 ms under load (fills wait up to that; an idle matcher
-        # starts at once): its CPU per order at 150 orders/s -40 % (docs/performance.md)
-        txn_interval_ms=40,
+        "matcher", MatcherCore, batch_records=BATCH_RECORDS, txn_interval_ms=TXN_INTERVAL_MS
     )

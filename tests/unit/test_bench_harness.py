@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 
 from bench import e2e_bench, e2e_report
@@ -73,3 +74,12 @@ def test_the_benches_measure_every_service_the_procfile_runs():
     lines = (ROOT / "Procfile").read_text().splitlines()
     procfile = {line.split(":")[0] for line in lines if line and not line.startswith("#")}
     assert set(EVERY_SERVICE) == procfile
+
+
+def test_every_suite_of_make_bench_imports_and_has_its_entry_points():
+    """`make bench` went red on an import no test made (a service's helper renamed)."""
+    from bench.__main__ import SUITES
+
+    for name in SUITES:
+        module = importlib.import_module(f"bench.{name}")
+        assert callable(module.run) and callable(module.summary), name
