@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue
 import statistics
 import time
 
@@ -63,6 +64,8 @@ def percentiles(hist: HdrHistogram) -> dict:
 def _consume(settings: Settings, topic: str, count: int, out: mp.Queue) -> None:
     consumer = Consumer(consumer_config(settings, None))
     partitions = consumer.list_topics(topic, 10).topics[topic].partitions
+    if not partitions:  # the producer would wait 300 s on a reader that reads nothing
+        raise RuntimeError(f"{topic} has no partitions in the reader's metadata")
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
     hist, seen, last = HdrHistogram(1, 60_000_000, 3), 0, 0.0
     while seen < count:
@@ -74,6 +77,22 @@ def _consume(settings: Settings, topic: str, count: int, out: mp.Queue) -> None:
                 last = now
     consumer.close()
     out.put((last, percentiles(hist)))
+
+
+def _result(results: mp.Queue, reader, timeout: float = 300.0):
+    """The reader's figures; a reader that died says so at once, not after the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return results.get(timeout=1.0)
+        except queue.Empty:
+            if not reader.is_alive():  # its figures may have landed since the get gave up
+                try:
+                    return results.get(timeout=1.0)
+                except queue.Empty:
+                    raise RuntimeError(f"reader ended ({reader.exitcode}), no figures") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the reader sent no figures in {timeout:.0f} s") from None
 
 
 def produce_consume(settings: Settings, value: bytes, records: int) -> dict:
@@ -93,7 +112,7 @@ def produce_consume(settings: Settings, value: bytes, records: int) -> dict:
         for i in range(first, min(first + BATCH, records)):
             producer.produce(topic, value, str(time.time_ns()), partition=i % settings.partitions)
         producer.commit_transaction()
-    last, latency = results.get(timeout=300)
+    last, latency = _result(results, reader)
     reader.join(30)
     return {
         "records": records,

@@ -19,6 +19,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from services.common.config import ROOT, Settings, topology
+from services.common.topics import wait_for_leaders
 
 from .local import SERVICE_ROLES, STATE, LocalKafka, LocalPostgres
 
@@ -76,6 +77,7 @@ def create_topics(
     futures = admin.create_topics([NewTopic(n, partitions, 1, config=config) for n in names])
     for future in futures.values():
         future.result()
+    wait_for_leaders(admin, list(names))
 
 
 # which services carry orders in each topology (services/common/config.py)

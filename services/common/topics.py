@@ -58,12 +58,13 @@ def _led(topic) -> bool:
     return all(p.error is None and p.leader >= 0 for p in topic.partitions.values())
 
 
-def _metadata(admin: AdminClient, specs: list[TopicSpec], timeout: float = 30.0) -> dict:
-    """Topic metadata once every spec'd topic shows up with its leaders (new topics propagate)."""
+def wait_for_leaders(admin: AdminClient, names: list[str], timeout: float = 30.0) -> dict:
+    """Topic metadata once every named topic shows up with a leader for each partition: a topic
+    just created answers NOT_LEADER or is missing from metadata for a moment."""
     deadline = time.monotonic() + timeout
     while True:
         meta = admin.list_topics(timeout=10).topics
-        missing = [s.name for s in specs if not _led(meta.get(s.name))]
+        missing = [name for name in names if not _led(meta.get(name))]
         if not missing:
             return meta
         if time.monotonic() > deadline:
@@ -72,7 +73,7 @@ def _metadata(admin: AdminClient, specs: list[TopicSpec], timeout: float = 30.0)
 
 
 def _check(admin: AdminClient, specs: list[TopicSpec]) -> None:
-    meta = _metadata(admin, specs)
+    meta = wait_for_leaders(admin, [s.name for s in specs])
     problems = [
         f"{s.name}: {len(meta[s.name].partitions)} partitions, spec says {s.partitions}"
         for s in specs
