@@ -29,6 +29,7 @@ from services.analytics.records import encode_update, trade_of
 from services.analytics.service import APP, COMMIT_SECONDS
 from services.common.codec import Codec
 from services.common.config import Settings
+from services.common.reader import end_of
 
 TRADES, QUICK_TRADES = 40_000, 4_000
 SYMBOLS = 20
@@ -146,7 +147,7 @@ def probe_latency(settings, producer, sink: str, after: int, env: BenchEnv) -> l
          "isolation.level": "read_committed", "enable.auto.commit": False}
     )  # fmt: skip
     parts = consumer.list_topics(sink, 10).topics[sink].partitions
-    ends = [consumer.get_watermark_offsets(TopicPartition(sink, p), 10)[1] for p in parts]
+    ends = [end_of(consumer, TopicPartition(sink, p)) for p in parts]
     consumer.assign([TopicPartition(sink, p, end) for p, end in zip(parts, ends, strict=True)])
     out = []
     for i in range(QUICK_PROBES if env.quick else PROBES):

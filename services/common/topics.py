@@ -52,7 +52,7 @@ def load_spec(settings: Settings, path: Path = SPEC_PATH) -> list[TopicSpec]:
 
 
 def _led(topic) -> bool:
-    """The topic is known and every partition has a leader (a new topic's come a moment later)."""
+    """The topic is known and every partition has a leader (a new topic gets one a moment on)."""
     if topic is None or topic.error is not None:
         return False
     return all(p.error is None and p.leader >= 0 for p in topic.partitions.values())

@@ -10,10 +10,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from services.common import reader
 from services.common.codec import Codec
 from services.common.config import Settings
 from services.common.kafka import consumer_config
-from services.common.reader import end_of
 
 
 class LineClient:
@@ -71,12 +71,7 @@ def public(message: dict) -> bool:
 
 def end_offsets(settings: Settings, role: str = "ledger.commands") -> dict[int, int]:
     topic = settings.topic(role)
-    consumer = Consumer(consumer_config(settings, None))
-    try:
-        partitions = consumer.list_topics(topic, 10).topics[topic].partitions
-        return {p: end_of(consumer, TopicPartition(topic, p)) for p in partitions}
-    finally:
-        consumer.close()
+    return {p: end for (_, p), end in reader.end_offsets(settings, [topic]).items()}
 
 
 def records_between(
