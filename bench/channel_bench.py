@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from hdrh.histogram import HdrHistogram
 
 from bench.cpu import CpuMeter, metered
-from infra.stack import EVERY_SERVICE, ServiceProcs, free_ports, topology_services
+from infra.stack import EVERY_SERVICE, ServiceProcs, gateway_ports, topology_services
 
 TOPOLOGY, PARTITIONS = "split", 4  # what `make up` runs (infra/stack.py PROCESSORS)
 CONNECTIONS, WINDOW = 16, 1
@@ -33,12 +33,6 @@ SECONDS, QUICK_SECONDS = 20.0, 3.0
 WARM_UP, QUICK_WARM_UP = 20, 5  # unmeasured orders per connection first
 PRICE, QUANTITY = 100, 1
 ANSWER_TIMEOUT = 30.0
-# every port the gateway opens (and the quote server it would ask), free ones: a stack of the
-# developer's may hold the defaults
-GATEWAY_PORTS = {
-    surface: f"MARKETLOG_{surface.upper()}_PORT"
-    for surface in ("xml", "http", "daytrade", "private", "public", "quote")
-}
 CHANNEL = {  # the driver's few connections may send what they like, with money to spare
     "MARKETLOG_CHANNEL_RATE": "1000000",
     "MARKETLOG_CHANNEL_BURST": "1000000",
@@ -189,14 +183,14 @@ def run(env) -> dict:
     settings = env.settings(partitions=PARTITIONS)
     logs = env.home / "logs" / "channel"
     logs.mkdir(parents=True, exist_ok=True)
-    ports = dict(zip(GATEWAY_PORTS, free_ports(len(GATEWAY_PORTS)), strict=True))
+    ports, port_env = gateway_ports()
     procs = ServiceProcs(
         settings,
         logs,
         MARKETLOG_TOPOLOGY=TOPOLOGY,
         MARKETLOG_ADMIN_KEY=uuid.uuid4().hex,
         MARKETLOG_DUMP_DIR=str(env.home / "dumps"),
-        **{GATEWAY_PORTS[surface]: str(port) for surface, port in ports.items()},
+        **port_env,
         **CHANNEL,
     )
     procs.start(*topology_services(EVERY_SERVICE, TOPOLOGY))

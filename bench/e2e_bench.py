@@ -1,4 +1,4 @@
-"""End to end: orders through the XML/TCP and HTTP gateways of the whole running system.
+"""End to end: orders through the XML/TCP, HTTP and private-channel gateways of the whole system.
 
 Ledger, matcher, projector and gateway run as processes against the bench broker and database;
 the open-loop generator (bench/loadgen.py, accounts and orders from bench/orders.py) offers
@@ -28,9 +28,9 @@ import psycopg
 from bench import e2e_report, stages
 from bench.cpu import CpuMeter, metered
 from bench.loadgen import StepResult
-from bench.orders import CONNECTIONS, SYMBOLS, http_setup, xml_setup
+from bench.orders import CONNECTIONS, SYMBOLS, channel_setup, http_setup, xml_setup
 from bench.sweep import P99_LIMIT_MS, QUICK, Plan, best, sustained, sweep
-from infra.stack import EVERY_SERVICE, ServiceProcs, free_ports, topology_services
+from infra.stack import EVERY_SERVICE, ServiceProcs, gateway_ports, topology_services
 
 # each topology with its partitions: the engine folds one sequence, the split scales out by four
 TOPOLOGIES = {"engine": 1, "split": 4}
@@ -39,13 +39,8 @@ SWEPT = {"engine"}
 REFERENCE_RATE, QUICK_REFERENCE_RATE = 500, 50
 UNLIMITED = {  # the generator's few clients send what many clients would
     f"MARKETLOG_{surface}_{limit}": "1000000"
-    for surface in ("XML", "HTTP")
+    for surface in ("XML", "HTTP", "CHANNEL")
     for limit in ("RATE", "BURST")
-}
-# every port the gateway opens, free ones: a stack of the developer's may hold the defaults
-GATEWAY_PORTS = {
-    surface: f"MARKETLOG_{surface.upper()}_PORT"
-    for surface in ("xml", "http", "daytrade", "private", "public", "quote")
 }
 
 
@@ -115,7 +110,12 @@ async def drive(
 ) -> tuple[dict, dict, dict]:
     xml_client, bodies = await xml_setup(ports["xml"])
     http_client, requests = await http_setup(ports["http"], admin)
-    surfaces = (("xml", xml_client, bodies), ("http", http_client, requests))
+    channel_client, lines = await channel_setup(ports["private"], http_client, admin)
+    surfaces = (
+        ("xml", xml_client, bodies),
+        ("http", http_client, requests),
+        ("private", channel_client, lines),
+    )
     try:
         for _, client, payload in surfaces:  # the broker's JIT warms up: docs/performance.md
             warm_up = StepResult("warm-up", plan.warm_up_rate, plan.warm_up_seconds)
@@ -132,8 +132,8 @@ async def drive(
             found[surface] = await sweep(measure_at, plan) if full else [at_reference[surface]]
         return found, at_reference, idle
     finally:
-        xml_client.close()
-        http_client.close()
+        for _, client, _ in surfaces:
+            client.close()
 
 
 def run(env) -> dict:
@@ -148,13 +148,13 @@ def run(env) -> dict:
         logs = env.home / "logs" / f"e2e-{topology}"
         logs.mkdir(parents=True, exist_ok=True)
         admin = uuid.uuid4().hex
-        ports = dict(zip(GATEWAY_PORTS, free_ports(len(GATEWAY_PORTS)), strict=True))
+        ports, port_env = gateway_ports()
         procs = ServiceProcs(
             settings,
             logs,
             MARKETLOG_TOPOLOGY=topology,
             MARKETLOG_ADMIN_KEY=admin,
-            **{GATEWAY_PORTS[surface]: str(port) for surface, port in ports.items()},
+            **port_env,
             **UNLIMITED,
         )
         procs.start(*topology_services(EVERY_SERVICE, topology))

@@ -1,4 +1,4 @@
-"""An open-loop load generator for the XML/TCP and HTTP gateways (asyncio).
+"""An open-loop load generator for the XML/TCP, HTTP and private-channel gateways (asyncio).
 
 Requests are sent at a fixed offered rate whether or not answers come back: request i is due at
 ``start + i / rate`` and its latency is measured from that due time, not from when a connection
@@ -7,7 +7,7 @@ send rate (no coordinated omission).
 
 XML requests are pipelined on each connection (the gateway answers a connection's requests in
 order); HTTP/1.1 keeps one request in flight per connection, so due requests wait in a queue —
-and that wait counts.
+and that wait counts. Private-channel orders are pipelined too, answered by orderId.
 """
 
 from __future__ import annotations
@@ -99,6 +99,16 @@ async def _pace(
         await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
 
 
+async def _drain(result: StepResult, readers: list, timeout: float = 30.0) -> None:
+    """Wait for every answer (at most `timeout`), then stop the readers."""
+    deadline = time.perf_counter() + timeout
+    while result.answered < result.sent and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+
+
 class XmlClient:
     """Pipelined XML connections; replies come back in order per connection."""
 
@@ -127,7 +137,7 @@ class XmlClient:
             writer.write(b"%d\n%s" % (len(body), body))
 
         await _pace(rate, result.seconds, result, send)
-        await self._drain(result, readers)
+        await _drain(result, readers)
 
     async def _read(self, conn, result: StepResult) -> None:
         reader, _, pending = conn
@@ -137,14 +147,6 @@ class XmlClient:
             ok = b"<opened" in reply
             found = ORDER_ID.search(reply) if ok else None
             result.record(pending.popleft(), now, ok, int(found.group(1)) if found else None)
-
-    async def _drain(self, result: StepResult, readers: list, timeout: float = 30.0) -> None:
-        deadline = time.perf_counter() + timeout
-        while result.answered < result.sent and time.perf_counter() < deadline:
-            await asyncio.sleep(0.05)
-        for task in readers:
-            task.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
 
     def close(self) -> None:
         for _, writer, _ in self.conns:
@@ -225,4 +227,61 @@ class HttpClient:
 
     def close(self) -> None:
         for _, writer in self.conns:
+            writer.close()
+
+
+class ChannelClient:
+    """Private JSON-line connections (docs/channels.md), each logged in to its own account:
+    createOrder lines pipelined, each order timed to its first report, NEW or ``error``, found by
+    its orderId. OrderIds grow per connection across steps (an account refuses a reused one)."""
+
+    def __init__(self, host: str, port: int, keys: list[str]) -> None:
+        self.host, self.port, self.keys = host, port, keys
+        self.count = len(keys)
+        # per connection: reader, writer, orderId -> due time, the last orderId sent
+        self.conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, dict[int, float]]] = []
+        self.next_ids: list[int] = []
+
+    async def open(self) -> None:
+        for key in self.keys:
+            reader, writer = await asyncio.open_connection(self.host, self.port, limit=1 << 20)
+            writer.write(json.dumps({"message": "login", "apiKey": key}).encode() + b"\n")
+            while True:  # the subscription's snapshot and heartbeats may come first
+                answer = json.loads(await reader.readline())
+                if answer.get("message") == "login":
+                    break
+                if answer.get("message") == "error":
+                    raise RuntimeError(f"login refused: {answer}")
+            self.conns.append((reader, writer, {}))
+            self.next_ids.append(0)
+
+    async def step(self, result: StepResult, rate: float, orders: list[list[bytes]]) -> None:
+        """``orders``: per connection, createOrder lines with ``{oid}`` where the orderId goes."""
+        readers = [asyncio.create_task(self._read(c, result)) for c in self.conns]
+
+        def send(i: int, due: float) -> None:
+            n = i % self.count
+            _, writer, pending = self.conns[n]
+            self.next_ids[n] += 1
+            oid = self.next_ids[n]
+            pending[oid] = due
+            writer.write(orders[n][i // self.count % len(orders[n])].replace(b"{oid}", b"%d" % oid))
+
+        await _pace(rate, result.seconds, result, send)
+        await _drain(result, readers)
+
+    @staticmethod
+    async def _read(conn, result: StepResult) -> None:
+        reader, _, pending = conn
+        while line := await reader.readline():
+            if b'"NEW"' not in line and b'"error"' not in line:
+                continue  # FILL reports, heartbeats, the book
+            now = time.perf_counter()
+            answer = json.loads(line)
+            due = pending.pop(answer.get("orderId"), None)
+            if due is not None:  # no exchange order id on the wire: no stage split, no lag
+                result.record(due, now, answer.get("report") == "NEW", None)
+
+    def close(self) -> None:
+        for _, writer, _ in self.conns:
             writer.close()

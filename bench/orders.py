@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 
-from bench.loadgen import HttpClient, XmlClient
+from bench.loadgen import ChannelClient, HttpClient, XmlClient
 
 CONNECTIONS = 200
 SYMBOLS = [f"B{i}" for i in range(4)]
 PER_ACCOUNT = 12  # distinct orders each account cycles through
 HTTP_ACCOUNTS = 50
+CHANNEL_ACCOUNTS = 50  # one private connection each
 
 
 async def xml_setup(
@@ -51,9 +52,30 @@ async def http_setup(
 ) -> tuple[HttpClient, list[bytes]]:
     client = HttpClient("127.0.0.1", port, connections)
     await client.open()
+    keys = await open_accounts(client, admin, 800_000, HTTP_ACCOUNTS)
+    return client, [
+        HttpClient.encode("POST", "/orders", key, _http_order(n, k))
+        for n, key in enumerate(keys)
+        for k in range(PER_ACCOUNT)
+    ]
+
+
+async def channel_setup(
+    port: int, http: HttpClient, admin: str, connections: int = CHANNEL_ACCOUNTS
+) -> tuple[ChannelClient, list[list[bytes]]]:
+    """Accounts opened over HTTP (``http``: a client of the same gateway), one private
+    connection logged in to each; each cycles through PER_ACCOUNT orders like the others'."""
+    keys = await open_accounts(http, admin, 900_000, connections)
+    client = ChannelClient("127.0.0.1", port, keys)
+    await client.open()
+    return client, [[_channel_order(n, k) for k in range(PER_ACCOUNT)] for n in range(connections)]
+
+
+async def open_accounts(client: HttpClient, admin: str, first: int, count: int) -> list[str]:
+    """``count`` accounts from ``first`` on, with cash and shares of every symbol: their keys."""
     keys = []
-    for i in range(HTTP_ACCOUNTS):
-        account = str(800_000 + i)
+    for i in range(count):
+        account = str(first + i)
         request = HttpClient.encode(
             "POST", "/accounts", admin, {"account_id": account, "balance": "1000000000"}
         )
@@ -65,11 +87,17 @@ async def http_setup(
             request = HttpClient.encode("POST", f"/symbols/{symbol}/issue", admin, issue)
             status, body = await client.call(request)
             assert status == 200, body
-    return client, [
-        HttpClient.encode("POST", "/orders", key, _http_order(n, k))
-        for n, key in enumerate(keys)
-        for k in range(PER_ACCOUNT)
-    ]
+    return keys
+
+
+def _channel_order(n: int, k: int) -> bytes:
+    """A createOrder line with ``{oid}`` for its orderId (bench/loadgen.py ChannelClient)."""
+    order = _http_order(n, k)
+    return (
+        b'{"message":"createOrder","orderId":{oid},"side":"%s","price":%s,"quantity":1,'
+        b'"symbol":"%s"}\n'
+        % (order["side"].encode(), order["price"].encode(), order["symbol"].encode())
+    )
 
 
 def _http_order(n: int, k: int) -> dict:

@@ -37,13 +37,13 @@ from pathlib import Path
 from bench.__main__ import machine
 from bench.cluster_env import ClusterEnv
 from bench.cpu import CpuMeter, kafka_pid, postmaster_pid
-from bench.e2e_bench import GATEWAY_PORTS, UNLIMITED, idle_cores, measure
+from bench.e2e_bench import UNLIMITED, idle_cores, measure
 from bench.loadgen import StepResult
 from bench.orders import xml_setup
 from bench.sweep import Plan, best, sweep
 from infra.cluster import GRANTS
 from infra.local import STATE
-from infra.stack import ServiceProcs, free_port, free_ports
+from infra.stack import ServiceProcs, free_port, gateway_ports
 from services.common.config import Settings
 from services.common.topics import provision
 
@@ -143,11 +143,11 @@ class Stack:
 
     def __init__(self, settings: dict[str | None, Settings], logs: Path, instances: int):
         self.admin = uuid.uuid4().hex
-        self.ports = dict(zip(GATEWAY_PORTS, free_ports(len(GATEWAY_PORTS)), strict=True))
+        self.ports, port_env = gateway_ports()
         env = {
             "MARKETLOG_TOPOLOGY": "split",
             "MARKETLOG_ADMIN_KEY": self.admin,
-            **{GATEWAY_PORTS[surface]: str(port) for surface, port in self.ports.items()},
+            **port_env,
             **UNLIMITED,
         }
         self.procs = {s: ServiceProcs(settings[s], logs, **env) for s in ("gateway", *PROCESSORS)}

@@ -48,6 +48,17 @@ def free_ports(n: int) -> list[int]:
         return ports
 
 
+# every port a gateway opens (and the quote server it asks), by surface, with its variable
+GATEWAY_SURFACES = ("xml", "http", "daytrade", "private", "public", "quote")
+
+
+def gateway_ports() -> tuple[dict[str, int], dict[str, str]]:
+    """Free ports for every gateway surface, and the environment that gives them to a gateway:
+    a benchmark's or a test's stack must not take the defaults of a `make up` on the machine."""
+    ports = dict(zip(GATEWAY_SURFACES, free_ports(len(GATEWAY_SURFACES)), strict=True))
+    return ports, {f"MARKETLOG_{s.upper()}_PORT": str(port) for s, port in ports.items()}
+
+
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment a service subprocess needs to see these settings."""
     env = dict(os.environ)

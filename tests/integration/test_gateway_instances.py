@@ -13,6 +13,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect as ws_connect
 
+from infra.stack import gateway_ports
 from services.common.codec import Codec
 from services.common.config import Settings
 from services.gateway.directory import Directory
@@ -38,17 +39,14 @@ class Gateway:
 
     def __init__(self, settings: Settings, tmp_path, instance: str) -> None:
         self.instance = instance
-        self.xml, self.http, private, public, daytrade, self.metrics = free_ports(6)
+        ports, port_env = gateway_ports()
+        self.xml, self.http, (self.metrics,) = ports["xml"], ports["http"], free_ports(1)
         self.procs = ServiceProcs(
             settings,
             tmp_path,
             MARKETLOG_ADMIN_KEY=ADMIN,
-            MARKETLOG_XML_PORT=str(self.xml),
-            MARKETLOG_HTTP_PORT=str(self.http),
-            MARKETLOG_PRIVATE_PORT=str(private),
-            MARKETLOG_PUBLIC_PORT=str(public),
-            MARKETLOG_DAYTRADE_PORT=str(daytrade),
             MARKETLOG_GATEWAY_METRICS_PORT=str(self.metrics),
+            **port_env,
         )
 
     def start(self) -> None:
