@@ -56,7 +56,7 @@ from infra.stack import ServiceProcs, free_port, free_ports, settings_env
 from services.common.codec import Codec
 from services.common.config import Settings
 from services.common.kafka import consumer_config
-from services.common.reader import read_topic
+from services.common.reader import end_of, read_topic
 from services.projector import schema  # the projection's own tables, read as the tests do
 from services.projector.schema import connect
 
@@ -377,8 +377,7 @@ def caught_up(settings: Settings, timeout: float = 180.0) -> None:
             for role in ("account.events", "market.events"):
                 topic = settings.topic(role)
                 for p in range(settings.partitions):
-                    _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), 5)
-                    ends[(topic, p)] = high
+                    ends[(topic, p)] = end_of(consumer, TopicPartition(topic, p))
             with connect(settings.database_url) as conn:
                 applied = {
                     (t, p): o

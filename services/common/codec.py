@@ -187,6 +187,14 @@ class Codec:
             return self._decode_fastavro(data)
         return found[0], found[1](data, HEADER_LEN)
 
+    def name_of(self, data: bytes) -> str | None:
+        """A record's type from its header alone, for any version this codec reads; None when the
+        header is none of them (``decode`` then says why). For a reader that wants few types."""
+        if data[:2] != MAGIC:
+            return None
+        found = self._readers.get(bytes(data[2:HEADER_LEN]))
+        return None if found is None else found[0]
+
     def peek(self, data: bytes) -> tuple[str, tuple[str, str]] | None:
         """A record's type and its envelope's (command_id, key), nothing else read (half the
         time of the whole envelope); None for a record without an envelope first or of an older

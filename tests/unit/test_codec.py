@@ -91,6 +91,16 @@ def test_peek_reads_the_envelope_of_a_current_record_and_leaves_the_rest_to_deco
     assert peeked >= len(CODEC.schemas) - 3  # every current type with an envelope
 
 
+def test_name_of_reads_only_the_header_of_every_released_version():
+    """Every released sample (older versions too) is named as decode names it; bytes that are
+    not a record of ours are None, not an error."""
+    for sample in sorted(SAMPLE_DIR.glob("*.avro")):
+        data = sample.read_bytes()
+        assert CODEC.name_of(data) == CODEC.decode(data)[0], sample.name
+        assert CODEC.name_of(data[:2] + bytes(8) + data[10:]) is None
+    assert CODEC.name_of(b"") is None and CODEC.name_of(b"not avro at all") is None
+
+
 def test_an_incompatible_change_would_be_caught(tmp_path):
     """Rename a field without a default: the old released sample must stop decoding."""
     schemas, history, samples = tmp_path / "schemas", tmp_path / "history", tmp_path / "samples"
