@@ -192,12 +192,7 @@ class HttpClient:
             queue.put_nowait((due, requests[i % len(requests)]))
 
         await _pace(rate, result.seconds, result, send)
-        deadline = time.perf_counter() + 30
-        while result.answered < result.sent and time.perf_counter() < deadline:
-            await asyncio.sleep(0.05)
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await _drain(result, workers)
 
     async def _work(self, n: int, queue: asyncio.Queue, result: StepResult) -> None:
         while True:
