@@ -117,8 +117,9 @@ async def drive(
         ("private", channel_client, lines),
     )
     try:
-        for _, client, payload in surfaces:  # the broker's JIT warms up: docs/performance.md
-            warm_up = StepResult("warm-up", plan.warm_up_rate, plan.warm_up_seconds)
+        for n, (_, client, payload) in enumerate(surfaces):  # the broker's JIT warms up first
+            seconds = plan.rewarm_seconds if n else plan.warm_up_seconds
+            warm_up = StepResult("warm-up", plan.warm_up_rate, seconds)
             await client.step(warm_up, plan.warm_up_rate, payload)
         await asyncio.sleep(plan.settle_seconds)
         idle = await idle_cores(meter, plan.step_seconds / 2)

@@ -25,8 +25,11 @@ class Plan:
     rates: list[int] = field(default_factory=lambda: list(RATES))
     # 20 s: a step meets at most one stall of the VM, which alone failed 10 s steps
     step_seconds: float = 20.0
-    # the broker's JIT needs a minute of transactions before its cost per commit settles
+    # the broker's JIT needs a minute of transactions before its cost per commit settles; each
+    # later surface needs only its own path warmed. Every order of a warm-up stays in the run's
+    # state: resting ones make every engine snapshot longer (docs/performance.md)
     warm_up_seconds: float = 60.0
+    rewarm_seconds: float = 10.0
     warm_up_rate: int = 300
     refine_steps: int = 2
     refine_resolution: float = 0.1
@@ -37,7 +40,12 @@ class Plan:
 
 
 QUICK = Plan(
-    rates=[25, 100], step_seconds=5.0, warm_up_seconds=5.0, warm_up_rate=50, refine_steps=0
+    rates=[25, 100],
+    step_seconds=5.0,
+    warm_up_seconds=5.0,
+    rewarm_seconds=5.0,
+    warm_up_rate=50,
+    refine_steps=0,
 )
 
 

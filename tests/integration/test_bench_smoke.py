@@ -21,7 +21,8 @@ pytestmark = pytest.mark.integration
 
 RATE, SECONDS = 20, 2.0
 TINY = Plan(
-    rates=[RATE], step_seconds=SECONDS, warm_up_seconds=1.0, warm_up_rate=RATE, refine_steps=0,
+    rates=[RATE], step_seconds=SECONDS, warm_up_seconds=1.0, rewarm_seconds=1.0, warm_up_rate=RATE,
+    refine_steps=0,
     settle_seconds=0.5,
 )  # fmt: skip
 
