@@ -190,9 +190,12 @@ class Codec:
     def name_of(self, data: bytes) -> str | None:
         """A record's type from its header alone, for any version this codec reads; None when the
         header is none of them (``decode`` then says why). For a reader that wants few types."""
-        if data[:2] != MAGIC:
+        try:
+            if data[:2] != MAGIC:
+                return None
+            found = self._readers.get(bytes(data[2:HEADER_LEN]))
+        except TypeError:  # not bytes-like at all (None: a tombstone)
             return None
-        found = self._readers.get(bytes(data[2:HEADER_LEN]))
         return None if found is None else found[0]
 
     def peek(self, data: bytes) -> tuple[str, tuple[str, str]] | None:
