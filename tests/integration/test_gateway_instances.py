@@ -20,7 +20,7 @@ from services.gateway.directory import Directory
 from services.gateway.hearing import Event
 from services.gateway.http.streams import order_message
 from tests.integration.test_scale_out import xml_request
-from tests.support import ServiceProcs, free_ports, fresh_settings, read_all, wait_until
+from tests.support import ServiceProcs, fresh_settings, read_all, wait_until
 
 pytestmark = pytest.mark.integration
 ADMIN = "test-admin-key"
@@ -39,15 +39,9 @@ class Gateway:
 
     def __init__(self, settings: Settings, tmp_path, instance: str) -> None:
         self.instance = instance
-        ports, port_env = gateway_ports()
-        self.xml, self.http, (self.metrics,) = ports["xml"], ports["http"], free_ports(1)
-        self.procs = ServiceProcs(
-            settings,
-            tmp_path,
-            MARKETLOG_ADMIN_KEY=ADMIN,
-            MARKETLOG_GATEWAY_METRICS_PORT=str(self.metrics),
-            **port_env,
-        )
+        ports, port_env = gateway_ports(metrics=True)
+        self.xml, self.http, self.metrics = ports["xml"], ports["http"], ports["gateway_metrics"]
+        self.procs = ServiceProcs(settings, tmp_path, MARKETLOG_ADMIN_KEY=ADMIN, **port_env)
 
     def start(self) -> None:
         self.procs.start(f"gateway@{self.instance}")
