@@ -3,8 +3,11 @@
 consume a batch -> apply the pure core -> produce its outputs -> send the input offsets to the
 transaction -> commit. A batch closes on a record count or when its transaction may open
 (``_next_batch``), whichever comes first.
-Snapshots of a partition's state go to a compacted topic inside the same transaction, tagged with
-the next input offset, so a snapshot and the offsets it claims are committed together.
+Snapshots of a partition's state go to a compacted topic, tagged with the input offset they
+reflect. One is taken right after a commit, so it is the state as of committed offsets; a forked
+child serialises it (snapshotter.py) while the loop goes on, and the next transaction writes it.
+A snapshot's offset is thus never ahead of the committed one, and restoring it then replaying
+up to the committed offset gives the state the loop had.
 
 On assignment a partition's state is rebuilt from its newest snapshot plus a silent replay of the
 input from the snapshot's offset up to the committed offset; then the partition goes live. An
@@ -43,6 +46,7 @@ from .config import Settings
 from .kafka import FatalErrors, consumer_config, producer_config
 from .metrics import ProcessorMetrics
 from .reader import read_to_end
+from .snapshotter import Snapshotter
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +144,8 @@ class Processor:
         self.consumer = Consumer(consumer_config(settings, core.name, error_cb=self.fatal))
         self.producer = Producer(producer_config(settings, f"{core.name}-{settings.instance}"))
         self.live: dict[int, _Live] = {}
+        self.snapshotter = Snapshotter()
+        self._snapshots: list[Output] = []  # serialised by the child, for the next transaction
         self._partitions = 0
         self._stopping = False
 
@@ -168,11 +174,16 @@ class Processor:
                 if self.fatal.error is not None:  # reported only to error_cb
                     raise FatalError(str(self.fatal.error))
                 batch = self._next_batch()
+                self._snapshots += self.snapshotter.poll() or []
                 if batch:
                     first = first or time.monotonic()
                     self._process(batch)
                     last = time.monotonic()
+                elif self._snapshots:  # idle: the snapshot goes in a transaction of its own
+                    self._process([])
+            self._finish_snapshot()
         finally:
+            self.snapshotter.cancel()
             self.consumer.close()
             self.producer.flush(10)
             for sig, handler in handlers.items():  # a benchmark goes on after its run
@@ -220,14 +231,15 @@ class Processor:
         try:
             self.producer.begin_transaction()
             touched = self._apply_batch(records)
-            if not touched:
+            written = self._write_snapshots()
+            if not touched and not written:
                 self.producer.abort_transaction()
                 return
-            self._snapshot_due()
             offsets = [
                 TopicPartition(self.core.input_topic, p, self.live[p].next_offset) for p in touched
             ]
-            self._send_offsets(offsets)
+            if offsets:
+                self._send_offsets(offsets)
             self._commit()
         except KafkaException as exc:
             error = exc.args[0]
@@ -241,6 +253,7 @@ class Processor:
         self.metrics.batches.inc()
         self.metrics.records_in.inc(len(records))
         self.metrics.commit_seconds.observe(time.monotonic() - self._began_at)
+        self._start_snapshot_if_due()
 
     def _apply_batch(self, records: list) -> set[int]:
         touched: set[int] = set()
@@ -310,16 +323,43 @@ class Processor:
                     raise
                 log.warning("commit retried: %s", exc.args[0])
 
-    def _snapshot_due(self) -> None:
+    def _start_snapshot_if_due(self) -> None:
+        """After a commit: fork a child to serialise every partition that is due, as of the
+        offsets just committed (one child at a time; a partition due meanwhile waits for it)."""
+        if self.snapshotter.busy:
+            return
         now = time.monotonic()
-        for partition, live in self.live.items():
-            due = live.since_snapshot >= self.snapshot_records or (
-                live.since_snapshot and now - live.snapshot_at >= self.snapshot_seconds
-            )
-            if due:
-                self._produce(self.snapshot_record(partition, live))
-                live.since_snapshot, live.snapshot_at = 0, now
-                self.metrics.snapshots.inc()
+        due = [
+            (partition, live)
+            for partition, live in self.live.items()
+            if live.since_snapshot >= self.snapshot_records
+            or (live.since_snapshot and now - live.snapshot_at >= self.snapshot_seconds)
+        ]
+        if not due:
+            return
+        for _, live in due:
+            live.since_snapshot, live.snapshot_at = 0, now
+        # the child sees the state and offsets as they are now, whatever the loop does next
+        self.snapshotter.start(lambda: [self.snapshot_record(p, live) for p, live in due])
+
+    def _write_snapshots(self) -> int:
+        """Produce the child's snapshots into the open transaction; a partition revoked since
+        is skipped (its new owner snapshots it). Lost with an aborted transaction, and then
+        simply taken again when next due."""
+        ready, self._snapshots = self._snapshots, []
+        written = 0
+        for out in ready:
+            if out.partition in self.live:
+                self._produce(out)
+                written += 1
+        self.metrics.snapshots.inc(written)
+        return written
+
+    def _finish_snapshot(self) -> None:
+        """On a clean stop: wait for a running child and commit its snapshot."""
+        self._snapshots += self.snapshotter.wait(TXN_CALL_SECONDS) or []
+        if self._snapshots:
+            self._process([])
 
     def snapshot_record(self, partition: int, live: _Live) -> Output:
         state = zlib.compress(live.state.snapshot(), 1)

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections import defaultdict
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from services.common.codec import Codec
 from services.common.processor import Processor
 from tests.integration import backlog
-from tests.integration.toy_processor import ToyCore
+from tests.integration.toy_processor import RunningTotal, ToyCore
 from tests.support import create_topics, read_all, settings_env, wait_until
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 4
+CODEC = Codec()
 
 
 @pytest.fixture
@@ -156,6 +160,40 @@ def test_transactions_open_at_most_once_per_batch_interval(settings, toy, monkey
     # (plus the one the last records opened after it)
     batches = processor.metrics.batches._value.get() - batches_before
     assert batches <= int(trickle) + 2, (batches, trickle)
+
+
+def test_a_snapshot_is_serialised_aside_while_the_loop_goes_on(
+    settings, toy, monkeypatch, tmp_path
+):
+    """The snapshot child is held (the toy's gate) while more input is committed; once let go,
+    its snapshots reach the topic on their own, each the state as of its offset."""
+    gate = tmp_path / "gate"
+    monkeypatch.setattr(RunningTotal, "gate", str(gate))
+    monkeypatch.setattr("signal.signal", lambda *a: None)
+    processor = Processor(toy, settings, batch_records=20, snapshot_records=10)
+    thread = start_in_thread(processor)
+    values = list(range(1, 101))
+    produce_inputs(settings, toy, values[:60])
+    wait_until(lambda: len(read_all(settings, toy.output_topic)) == 60, 60, "the first outputs")
+    wait_until(lambda: processor.snapshotter.busy, 30, "a snapshot child")
+    produce_inputs(settings, toy, values[60:])  # committed while the child waits at the gate
+    wait_until(lambda: len(read_all(settings, toy.output_topic)) == 100, 60, "every output")
+    assert processor.snapshotter.busy and read_all(settings, toy.snapshot_topic) == []
+    gate.touch()
+    wait_until(lambda: read_all(settings, toy.snapshot_topic), 30, "the snapshots")
+    stop_thread(processor, thread)
+    assert assert_exactly_once(settings, toy) == 100
+    inputs = defaultdict(list)
+    for record in read_all(settings, toy.input_topic):
+        inputs[record.partition()].append(int(record.value()))
+    earlier = 0
+    for record in read_all(settings, toy.snapshot_topic):
+        snap = CODEC.decode(record.value())[1]
+        count, total = json.loads(zlib.decompress(snap["state"]))
+        partition, offset = snap["partition"], snap["offset"]
+        assert (count, total) == (offset, sum(inputs[partition][:offset])), snap
+        earlier += offset < len(inputs[partition])
+    assert earlier  # taken as of a commit that later ones went past
 
 
 def test_kill_9_mid_batch_then_restart_yields_every_output_once(settings, toy):
