@@ -52,6 +52,9 @@ def test_the_report_has_a_row_per_step_with_its_steal():
     assert "**Headline: 25 orders/s sustained (xml), p99 20.0 ms, 1400.0 µs" in text
     assert "- xml @ 50/s (achieved 50/s, p99 20.0 ms): all 1400.0; kafka 900.0, ledger" in text
     assert "- xml @ 25/s (achieved 25/s, p99 20.0 ms): all 1400.0; kafka 900.0, ledger" in text
+    assert "Kafka ceiling 50000 records/s." in text
+    alone = e2e_report.summary(figures | {"kafka_ceiling_records_per_s": None})
+    assert "Kafka ceiling not measured in this run." in alone and "None" not in alone
 
 
 def test_the_headline_is_the_best_sustained_surface_or_none():

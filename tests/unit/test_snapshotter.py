@@ -49,3 +49,11 @@ def test_poll_does_not_wait_and_cancel_ends_the_child(tmp_path):
     except ProcessLookupError:
         alive = False
     assert not alive
+
+
+def test_a_child_running_too_long_is_ended(tmp_path, monkeypatch):
+    gate = tmp_path / "gate"  # never made: the child would wait for good
+    snapshotter = Snapshotter()
+    snapshotter.start(lambda: gate.exists() or time.sleep(3600))
+    monkeypatch.setattr("services.common.snapshotter.CHILD_SECONDS", 0.0)
+    assert snapshotter.poll() is None and not snapshotter.busy
