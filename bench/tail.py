@@ -122,7 +122,7 @@ def loop_costs(events: list, items: list, repeat: int) -> dict:
 
     async def run() -> dict:
         bus = Bus(Settings(kafka="127.0.0.1:9"), "gateway-0", decision_timeout=30)
-        for client in (bus.producer, bus.accounts_tail.consumer, bus.market_tail.consumer):
+        for client in (bus.producer, bus.tail.consumer):
             client.close()
         sessions = AccountSessions()
         for k in range(0, ACCOUNTS, 2):  # half the accounts with an HTTP session here

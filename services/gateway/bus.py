@@ -4,14 +4,16 @@
   a failed delivery is reported (``delivery.report.only.error``: no callback per order); it fails
   the command's pending decision with ``AppendError``. A pending decision not heard within the
   decision timeout, counted from the append, fails with ``DecisionTimeout``.
-- One consumer of ``account.events`` (every partition, from its end, read_committed, no group):
-  a decision resolves the future of the command it answers (matched by command id), goes to the
-  private subscribers of its account and to the readers of its type (the directory); where it
-  sits goes to the position listeners (sessions). Only what someone here needs is decoded whole
-  (``hearing.py``): with several gateways most decisions are another instance's.
-- One consumer of ``market.events`` the same way, for the public subscribers of a symbol.
+- One consumer of ``account.events`` and ``market.events`` (every partition, from its end,
+  read_committed, no group). A decision resolves the future of the command it answers (matched
+  by command id), goes to the private subscribers of its account and to the readers of its type
+  (the directory); where it sits goes to the position listeners (sessions). Only what someone
+  here needs is decoded whole (``hearing.py``): with several gateways most decisions are another
+  instance's. The tape goes to the public subscribers of a symbol. One consumer, not one per
+  topic: a processor's commit writes to both, and one fetch then brings both (two consumers
+  made two fetches per commit, and two sets of librdkafka threads woke).
 
-Consumer threads hand whole batches to the event loop, so the loop never blocks on Kafka.
+The consumer's thread hands whole batches to the event loop, so the loop never blocks on Kafka.
 """
 
 from __future__ import annotations
@@ -59,27 +61,28 @@ class AppendError(RuntimeError):
 Subscriber = Callable[[Event], None]
 Position = Callable[[Heard], None]
 Read = Callable[[Message], "Event | Unread | None"]  # a record -> what to hand on, None: nothing
+Deliver = Callable[[list], None]  # a batch of what was read, to the event loop
 
 
 class _Tail:
-    """A thread reading one topic from its end, handing batches of events to the loop."""
+    """A thread reading topics from their end, handing batches of events to the loop: each
+    topic's through its own reader and delivery."""
 
-    def __init__(self, settings: Settings, topic: str, read: Read, deliver) -> None:
-        self.topic = topic
-        self.read = read
-        self.deliver = deliver
+    def __init__(self, settings: Settings, topics: dict[str, tuple[Read, Deliver]]) -> None:
+        self.topics = topics
         self.consumer = Consumer(consumer_config(settings, None))
-        self.start_offsets: dict[int, int] = {}
+        self.start_offsets: dict[tuple[str, int], int] = {}  # (topic, partition) -> offset
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"tail-{topic}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="tail", daemon=True)
 
     def start(self) -> None:
-        partitions = self.consumer.list_topics(self.topic, 10).topics[self.topic].partitions
         assignment = []
-        for p in sorted(partitions):
-            high = end_of(self.consumer, TopicPartition(self.topic, p))
-            self.start_offsets[p] = high
-            assignment.append(TopicPartition(self.topic, p, high))
+        for topic in self.topics:
+            partitions = self.consumer.list_topics(topic, 10).topics[topic].partitions
+            for p in sorted(partitions):
+                high = end_of(self.consumer, TopicPartition(topic, p))
+                self.start_offsets[topic, p] = high
+                assignment.append(TopicPartition(topic, p, high))
         self.consumer.assign(assignment)
         self._thread.start()
 
@@ -100,24 +103,23 @@ class _Tail:
                 if self._stop.is_set():
                     return
                 raise
-            events = []
+            events: dict[str, list] = defaultdict(list)
             for message in batch:
                 error = message.error()
                 if error is not None:
                     if error.code() != KafkaError._PARTITION_EOF:
-                        log.warning("%s: %s", self.topic, error)
+                        log.warning("%s: %s", message.topic(), error)
                     continue
+                topic = message.topic()
                 try:
-                    item = self.read(message)
+                    item = self.topics[topic][0](message)
                 except CodecError as exc:
-                    log.warning(
-                        "%s: undecodable record at %d: %s", self.topic, message.offset(), exc
-                    )
+                    log.warning("%s: undecodable record at %d: %s", topic, message.offset(), exc)
                     continue
                 if item is not None:
-                    events.append(item)
-            if events:
-                self.deliver(events)
+                    events[topic].append(item)
+            for topic, items in events.items():
+                self.topics[topic][1](items)
 
 
 class Bus:
@@ -151,17 +153,16 @@ class Bus:
         self._poller = threading.Thread(target=self._poll_producer, name="producer", daemon=True)
         self.partitions = 0
         self.started = False
-        self.accounts_tail = _Tail(
+        self.accounts_topic = settings.topic("account.events")
+        self.tail = _Tail(
             settings,
-            settings.topic("account.events"),
-            self._hear_decision,
-            self._from_thread(self._decide),
-        )
-        self.market_tail = _Tail(
-            settings,
-            settings.topic("market.events"),
-            self._hear_tape,
-            self._from_thread(self._publish),
+            {
+                self.accounts_topic: (self._hear_decision, self._from_thread(self._decide)),
+                settings.topic("market.events"): (
+                    self._hear_tape,
+                    self._from_thread(self._publish),
+                ),
+            },
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -170,13 +171,16 @@ class Bus:
         meta = await asyncio.to_thread(self.producer.list_topics, self.commands_topic, 10)
         self.partitions = len(meta.topics[self.commands_topic].partitions)
         self._poller.start()
-        await asyncio.to_thread(self.accounts_tail.start)
-        await asyncio.to_thread(self.market_tail.start)
+        await asyncio.to_thread(self.tail.start)
         self.started = True
 
+    @property
+    def account_starts(self) -> dict[int, int]:
+        """Where the tail began on each partition of account.events (next offset)."""
+        return {p: o for (t, p), o in self.tail.start_offsets.items() if t == self.accounts_topic}
+
     async def stop(self) -> None:
-        await asyncio.to_thread(self.accounts_tail.stop)
-        await asyncio.to_thread(self.market_tail.stop)
+        await asyncio.to_thread(self.tail.stop)
         self._stop.set()
         await asyncio.to_thread(self._poller.join, 5)
         await asyncio.to_thread(self.producer.flush, 5)

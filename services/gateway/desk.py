@@ -109,7 +109,7 @@ class Desk:
             return ["the log: decisions are not heard yet"]
         if not self._projection.refreshed:
             return ["the projection: its applied offsets are not readable yet"]
-        starts = self._bus.accounts_tail.start_offsets
+        starts = self._bus.account_starts
         if not self._projection.reached({p: o - 1 for p, o in starts.items() if o > 0}):
             return ["the projection: it has not applied the log up to this gateway's start"]
         return []

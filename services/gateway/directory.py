@@ -34,7 +34,7 @@ class Directory:
         """Wait (once) for the projection to reach the tail's start; False if it already had."""
         if self._caught_up:
             return False
-        starts = self.bus.accounts_tail.start_offsets
+        starts = self.bus.account_starts
         await self.projection.wait({p: o - 1 for p, o in starts.items() if o > 0}, self.timeout)
         self._caught_up = True
         return True

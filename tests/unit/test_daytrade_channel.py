@@ -10,7 +10,6 @@ import json
 import random
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -330,7 +329,7 @@ class Log:
     def __init__(self, delay: Callable[[dict], float | None] = lambda r: 0.0) -> None:
         self.appended: list[Any] = []
         self.positions: list[Any] = []
-        self.accounts_tail = SimpleNamespace(start_offsets={})
+        self.account_starts: dict[int, int] = {}
         self.ledger = ToyLedger()
         self.delay = delay
         self.timeout = 2.0

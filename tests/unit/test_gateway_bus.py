@@ -25,7 +25,7 @@ def offline_bus(timeout: float) -> Bus:
     # no broker behind this address: the clients are created but never asked for anything
     bus = Bus(Settings(kafka="127.0.0.1:9"), "gateway-0-abcd", decision_timeout=timeout)
     bus._loop = asyncio.get_running_loop()
-    for client in (bus.producer, bus.accounts_tail.consumer, bus.market_tail.consumer):
+    for client in (bus.producer, bus.tail.consumer):
         client.close()
     return bus
 

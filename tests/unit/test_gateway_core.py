@@ -251,7 +251,7 @@ def test_a_failed_write_fails_the_commands_decision_and_a_delivered_one_does_not
             await bus.decision(lost, lost_decision)
         with pytest.raises(DecisionTimeout, match="may still be decided"):
             await bus.decision(kept, kept_decision)
-        for client in (bus.producer, bus.accounts_tail.consumer, bus.market_tail.consumer):
+        for client in (bus.producer, bus.tail.consumer):
             client.close()  # no reconnect attempts for the rest of the session
 
     asyncio.run(scenario())

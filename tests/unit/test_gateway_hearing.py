@@ -74,7 +74,7 @@ def offline_bus() -> Bus:
     # no broker behind this address: the clients are created but never asked for anything
     bus = Bus(Settings(kafka="127.0.0.1:9"), ME, decision_timeout=30)
     bus._loop = asyncio.get_running_loop()
-    for client in (bus.producer, bus.accounts_tail.consumer, bus.market_tail.consumer):
+    for client in (bus.producer, bus.tail.consumer):
         client.close()
     return bus
 

@@ -61,7 +61,7 @@ class Bus:
     def __init__(self, appended: list[Any]) -> None:
         self.appended = appended
         self.positions: list[Any] = []
-        self.accounts_tail = SimpleNamespace(start_offsets={})
+        self.account_starts: dict[int, int] = {}
 
     def watch(self, names: Any, reader: Any) -> None:
         pass  # no account or symbol is created here
