@@ -88,7 +88,7 @@ class Snapshotter:
         deadline = time.monotonic() + timeout
         while self._pid and time.monotonic() < deadline:
             found = self.poll()
-            if found is not None or not self._pid:
+            if not self._pid:  # exited: its result, or None if it failed
                 return found
             time.sleep(0.01)
         self.cancel()
