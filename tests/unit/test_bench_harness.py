@@ -17,7 +17,10 @@ def test_the_meter_sees_this_process_spend_cpu():
         sum(i * i for i in range(2_000_000))
 
     found = asyncio.run(metered(meter, busy()))
-    assert found.spent["me"] > 0 and found.spent["tree"] >= found.spent["me"]
+    # the tree adds the reaped children's seconds to both samples: after a suite's many
+    # subprocesses that sum is large, and the difference of two large floats can come out a
+    # few 1e-13 under the process's own (seen: 0.09999999999990905 against ...99432)
+    assert found.spent["me"] > 0 and found.spent["tree"] >= found.spent["me"] - 1e-9
     assert set(found.vm) == {"busy", "steal", "steal_peak"}
     assert tree_seconds(os.getpid()) > 0
 
