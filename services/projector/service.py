@@ -64,7 +64,7 @@ class Writer(threading.Thread):
         self.conn = self._connect()
 
     def _connect(self) -> psycopg.Connection:
-        conn = schema.connect(self.settings.database_url, self.target)
+        conn = schema.connect(self.settings.database_url, self.target, prepare=True)
         # Rows and offsets commit or vanish together, so a commit lost in a database crash is
         # re-applied from the stored offsets: waiting for the WAL flush buys nothing here.
         conn.execute("SET synchronous_commit = off")

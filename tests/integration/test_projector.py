@@ -296,6 +296,41 @@ def test_a_swap_waits_for_the_batch_being_written_into_the_tables_it_replaces(cf
         assert store.apply(writer, "g", [store.Span(topic, 0, 2, 3)], third) == {(topic, 0): 0}
 
 
+def test_the_writers_prepared_statements_follow_a_swap_into_the_new_tables(cfg):
+    """The writer's connection prepares what it runs often (schema.connect(prepare=True)). Once
+    a rebuild's swap has renamed the schemas, its prepared statements must find the swapped-in
+    tables by name, as unprepared ones do: the fence reads the new offsets, and the next batch
+    lands in the new tables, the retired ones being dropped already."""
+    ex = history.Market()
+    ex.create_account("a", 100)
+    for cents in range(1, 8):
+        ex.deposit("a", cents)
+    batches = [rows.fold([e]) for e in history.as_events(ex.events)]
+    topic = cfg.topic("account.events")
+    with (
+        schema.connect(cfg.database_url, prepare=True) as writer,
+        schema.connect(cfg.database_url) as swapper,
+    ):
+        schema.migrate(writer)
+        for offset, batch in enumerate(batches[:-1]):  # each statement runs past the threshold
+            span = store.Span(topic, 0, offset, offset + 1)
+            assert store.apply(writer, "g", [span], batch) is None
+        prepared = writer.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0]
+        assert prepared >= 4  # the offsets' statements and the balance merge at least
+        schema.drop(swapper, schema.REBUILD)
+        schema.migrate(swapper, schema.REBUILD)  # an empty rebuild
+        schema.swap_in(swapper)
+        last = len(batches) - 1
+        fenced = store.apply(writer, "g", [store.Span(topic, 0, last, last + 1)], batches[-1])
+        assert fenced == {(topic, 0): 0}  # read through the prepared lock on the new offsets
+        assert store.apply(writer, "g", [store.Span(topic, 0, 0, 1)], batches[0]) is None
+        assert store.apply(writer, "g", [store.Span(topic, 0, 1, 2)], batches[1]) is None
+        balances = swapper.execute("SELECT count(*), sum(available) FROM balances").fetchone()
+        offsets = swapper.execute("SELECT next_offset FROM applied_offsets").fetchall()
+    assert offsets == [(2,)]
+    assert balances == (1, 101)  # the account (100) and the first deposit (1)
+
+
 def test_a_live_projector_fenced_out_goes_back_to_the_stored_offsets(cfg):
     """As after a rebuild's swap: the stored offsets moved under a running projector (here: back
     to an empty projection); its next batch is refused and it continues from the stored ones."""
