@@ -1,4 +1,5 @@
-"""The analytics shell's mend of faust's gap tracking (service.mend_gap_tracking).
+"""The analytics shell's two changes to faust's consumer: its gap tracking mended
+(service.mend_gap_tracking) and its fetches paced (service.pace_fetches).
 
 ``market.events`` is written in transactions: each commit leaves a marker at an offset no record
 is delivered at. Faust fills such gaps so its committed offset can pass them; unmended, faust
@@ -55,3 +56,20 @@ def test_the_mend_is_applied_once():
     mended = faust.transport.consumer.Consumer._add_gap
     service.mend_gap_tracking()
     assert faust.transport.consumer.Consumer._add_gap is mended
+
+
+def test_the_apps_consumer_lets_the_broker_hold_its_fetches():
+    """Faust gives aiokafka fetch_min_bytes=1 (a fetch per engine commit); pace_fetches makes
+    the consumer faust builds for a worker wait for FETCH_WAIT_SECONDS or FETCH_MIN_BYTES."""
+    service.pace_fetches()
+    service.pace_fetches()  # once is enough, twice changes nothing
+    app = faust.App("pace-test", broker="kafka://127.0.0.1:1", web_enabled=False)
+
+    async def built():
+        thread = app.consumer._thread
+        return thread._create_worker_consumer(app.transport)
+
+    consumer = asyncio.run(built())
+    assert consumer._fetch_min_bytes == service.FETCH_MIN_BYTES
+    assert consumer._fetch_max_wait_ms == int(service.FETCH_WAIT_SECONDS * 1000)
+    assert service.FETCH_MIN_BYTES > 100_000  # not met by a few commits' records
