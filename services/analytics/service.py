@@ -18,6 +18,10 @@ Two faust details decide it, both found by the kill test (tests/integration/test
   trade would keep half of its updates and replay the trade. So a trade's records are sent while
   holding the transaction's lock, which faust's commit takes too (``_send_atomically``: the one
   place that reaches into faust's aiokafka producer, checked on first use).
+
+And two changes to faust's consumer, made in ``build``: ``mend_gap_tracking`` (its committed
+offset passed one transaction marker per commit and fell ever further behind) and
+``pace_fetches`` (a fetch per 0.1 s instead of one per engine commit).
 """
 
 from __future__ import annotations

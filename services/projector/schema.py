@@ -39,7 +39,7 @@ def connect(url: str, schema: str = LIVE, *, prepare: bool = False, **kwargs) ->
     ``prepare``: psycopg prepares a statement from its fifth execution on (its default), so a
     batch's dozen statements skip PostgreSQL's parse and, once its generic plan is chosen, its
     planning: the writer's backend took 204-243 µs of CPU per order at 500 XML orders/s without,
-    157-164 with (docs/performance.md). A rebuild's swap renames schemas under a prepared
+    135-164 with (docs/performance.md). A rebuild's swap renames schemas under a prepared
     statement: PostgreSQL re-analyses it when the search path names another schema than at
     its preparation, so it then reaches the swapped-in tables (tests/integration/test_projector.py).
     Off by default: one-off connections gain nothing from it.

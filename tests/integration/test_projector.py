@@ -303,8 +303,8 @@ def test_the_writers_prepared_statements_follow_a_swap_into_the_new_tables(cfg):
     lands in the new tables, the retired ones being dropped already."""
     ex = history.Market()
     ex.create_account("a", 100)
-    for cents in range(1, 8):
-        ex.deposit("a", cents)
+    for amount in range(1, 8):
+        ex.deposit("a", amount)
     batches = [rows.fold([e]) for e in history.as_events(ex.events)]
     topic = cfg.topic("account.events")
     with (
