@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient
 
 from infra.local import STATE, LocalKafka, LocalPostgres, grant_roles, with_database
 from services.common.config import Settings
-from tests.support import fresh_settings
+from tests.support import drop_database, fresh_settings
 
 
 @dataclass(frozen=True)
@@ -97,5 +97,4 @@ def database_url(services: Services) -> Iterator[str]:
     if services.secrets is not None:
         grant_roles(url)
     yield url
-    with psycopg.connect(services.database_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    drop_database(services.database_url, name)

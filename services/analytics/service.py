@@ -129,9 +129,7 @@ def build(settings: Settings) -> faust.App:
         """One market.events record: a Trade's updates and state, in one transaction."""
         if codec.name_of(event.value) not in (TRADE, None):
             return  # most of the topic: not read past its header
-        name, record = codec.decode(event.value)  # an unknown header raises here
-        if name != TRADE:
-            return
+        _, record = codec.decode(event.value)  # a Trade: an unknown header raises here
         partition = event.message.partition
         tid = transactional_id(partition)
         symbols = states.get(partition)

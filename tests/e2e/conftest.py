@@ -20,7 +20,7 @@ from services.common.config import Settings
 from services.common.metrics import METRICS_PORTS
 from services.common.topics import provision
 from services.projector import schema
-from tests.support import ServiceProcs, free_ports, wait_until
+from tests.support import ServiceProcs, drop_database, free_ports, wait_until
 
 # the browser tests' Chromium (tests/e2e/browser.py), registered once for every module here
 from .browser import browser, page  # noqa: F401
@@ -127,4 +127,4 @@ def system(services, tmp_path_factory) -> Iterator[System]:
                     30,
                     "the services' PostgreSQL sessions to end",
                 )
-                conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            drop_database(services.database_url, database)

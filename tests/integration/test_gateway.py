@@ -24,7 +24,7 @@ from infra.local import with_database
 from services.common.codec import Codec
 from services.common.config import ROOT, Settings
 from services.common.kafka import consumer_config, producer_config
-from tests.support import free_port, fresh_settings, settings_env, wait_until
+from tests.support import drop_database, free_port, fresh_settings, settings_env, wait_until
 
 pytestmark = pytest.mark.integration
 ADMIN = "test-admin-key"
@@ -139,8 +139,7 @@ def gateway(services, tmp_path_factory):
         ledger.stop.set()
         ledger.join(10)
         log.close()
-        with psycopg.connect(services.database_url, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        drop_database(services.database_url, db)
 
 
 def exchange(sock: socket.socket, body: bytes, framed: bool = False) -> str:
