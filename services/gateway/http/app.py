@@ -9,8 +9,7 @@ are always ``{"error": ..., "command_id": ...}``.
 
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from services.common.collector import Collector
 from services.common.config import Settings
@@ -22,6 +21,7 @@ from ..desk import Desk
 from ..web import router as web_ui
 from . import account, admin, candles, daytrade, errors, health, market, orders, streams
 from .auth import Auth
+from .bodylimit import BodyLimit
 
 DESCRIPTION = """Marketlog's HTTP API. Authenticate with `Authorization: Bearer <key>`: an account's
 key (returned once by `POST /accounts`) or the admin key. Amounts are decimal strings, each in the
@@ -43,7 +43,7 @@ def create_app(desk: Desk, settings: GatewaySettings) -> FastAPI:
     app.state.desk = desk
     app.state.auth = Auth(desk, settings.admin_key, settings.key_rate, settings.key_burst)
     errors.install(app)
-    _limit_body(app, settings.http_max_body)
+    app.add_middleware(BodyLimit, limit=settings.http_max_body)
     for room in ROUTERS:
         app.include_router(room.router)
         if room is admin:
@@ -65,21 +65,3 @@ def _whole_numbers(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
-
-
-def _limit_body(app: FastAPI, limit: int) -> None:
-    @app.middleware("http")
-    async def cap(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            return JSONResponse({"error": f"body over {limit} bytes", "command_id": None}, 413)
-        if length is None and request.method in ("POST", "PUT", "PATCH", "DELETE"):
-            body = b""
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
-                    return JSONResponse(
-                        {"error": f"body over {limit} bytes", "command_id": None}, 413
-                    )
-            request._body = body
-        return await call_next(request)
