@@ -9,12 +9,15 @@ from services.gateway.http.bodylimit import BodyLimit
 LIMIT = 10
 
 
-def call(method: str, chunks: list[bytes], length: str | None = None) -> tuple[int, dict, list]:
-    """Run one request through BodyLimit around an app that echoes the body it reads."""
+def call(
+    method: str, chunks: list[bytes], length: str | None = None, cut: bool = False
+) -> tuple[int | None, dict, list]:
+    """Run one request through BodyLimit around an app that echoes the body it reads; ``cut``:
+    the client disconnects before the last chunk says the body is complete."""
     reached: list[bytes] = []
     sent: list[dict] = []
     incoming = [
-        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        {"type": "http.request", "body": c, "more_body": cut or i < len(chunks) - 1}
         for i, c in enumerate(chunks)
     ] + [{"type": "http.disconnect"}]
 
@@ -38,6 +41,8 @@ def call(method: str, chunks: list[bytes], length: str | None = None) -> tuple[i
     headers = [(b"host", b"x")] + ([(b"Content-Length", length.encode())] if length else [])
     scope = {"type": "http", "method": method, "headers": headers}
     asyncio.run(BodyLimit(echo, LIMIT)(scope, receive, send))
+    if not sent:
+        return None, {}, reached
     body = json.loads(sent[1]["body"]) if sent[0]["status"] == 413 else {}
     return sent[0]["status"], body, reached
 
@@ -66,3 +71,7 @@ def test_a_chunked_body_within_the_cap_reaches_the_app_whole():
 def test_bodies_within_the_cap_and_bodiless_requests_pass():
     assert call("POST", [b"0123456789"], length="10")[:3:2] == (200, [b"0123456789"])
     assert call("GET", [b""])[:3:2] == (200, [b""])
+
+
+def test_a_body_cut_short_by_a_disconnect_never_reaches_the_app():
+    assert call("POST", [b'{"qty": "1"}'[:5]], cut=True) == (None, {}, [])

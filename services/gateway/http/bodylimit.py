@@ -23,6 +23,13 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
+class _Gone:
+    """What ``_read`` answers when the client disconnects before the body's end."""
+
+
+GONE = _Gone()
+
+
 class BodyLimit:
     def __init__(self, app: App, limit: int) -> None:
         self.app = app
@@ -39,19 +46,22 @@ class BodyLimit:
                 return
         elif scope["method"] in WITH_BODY:
             body = await self._read(receive)
+            if isinstance(body, _Gone):  # the client left before the body's end: no one to answer
+                return
             if body is None:
                 await self._refuse(send)
                 return
             receive = _replay(body, receive)
         await self.app(scope, receive, send)
 
-    async def _read(self, receive: Receive) -> bytes | None:
-        """The whole body, or None once it passes the limit."""
+    async def _read(self, receive: Receive) -> bytes | _Gone | None:
+        """The whole body; None once it passes the limit, GONE if the client leaves first (a
+        truncated body must not reach a route as if it were whole)."""
         body = b""
         while True:
             message = await receive()
-            if message["type"] != "http.request":  # the client went away: the app hears it
-                return body
+            if message["type"] != "http.request":
+                return GONE
             body += message.get("body", b"")
             if len(body) > self.limit:
                 return None
