@@ -19,7 +19,7 @@ import pytest
 
 from services.common.codec import Codec
 from services.common.config import ROOT
-from services.common.reader import total_offsets
+from services.common.reader import end_offsets, total_offsets
 from services.projector import schema
 from tests import analytics_reference as ref
 from tests.integration import backlog
@@ -190,6 +190,16 @@ def test_kill_9_mid_stream_candles_equal_the_trades_table(settings, database_url
             return projected_candles(database_url) == expected_candles(trades)
 
         wait_until(all_projected, 120, "the candles table to equal the trades table's candles")
+        # and the app's commits pass all it read, trades, skipped records and markers alike: each
+        # partition's committed offset reaches its end, less the last transaction's marker
+        # (acked once a record follows it)
+        ends = end_offsets(settings, [source])
+
+        def committed_to_the_end() -> bool:
+            done = backlog.committed(settings.kafka, group, source)
+            return all(done.get(key, 0) >= end - 1 for key, end in ends.items())
+
+        wait_until(committed_to_the_end, 30, "the app to commit all it read")
         trades = projected_trades(database_url)
         expected = expected_candles(trades)
         updates = updates_on_topic(settings)
