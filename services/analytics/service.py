@@ -19,11 +19,10 @@ Two faust details decide it, both found by the kill test (tests/integration/test
   holding the transaction's lock, which faust's commit takes too (``_send_atomically``: the one
   place that reaches into faust's aiokafka producer, checked on first use).
 
-And three changes to faust's consumer, made in ``build``: ``mend_gap_tracking`` (its committed
-offset passed one transaction marker per commit and fell ever further behind), ``pace_fetches``
-(a fetch per 0.1 s instead of one per engine commit) and ``deliver_only`` (the records the fold
-skips and the transaction markers are acked where they are fetched, not carried through faust's
-stream machinery and gap tree).
+And two changes to faust's consumer, made in ``build``: ``pace_fetches`` (a fetch per 0.1 s
+instead of one per engine commit) and ``deliver_only`` (the records the fold skips and the
+transaction markers are acked where they are fetched, not carried through faust's stream
+machinery and its gap tracking, which let the committed offset fall ever further behind).
 """
 
 from __future__ import annotations
@@ -77,7 +76,6 @@ def partitions_of(settings: Settings, topic: str, timeout: float = 60.0) -> int:
 
 def build(settings: Settings) -> faust.App:
     codec = Codec()
-    mend_gap_tracking()
     pace_fetches()
     deliver_only(lambda value: folds(codec, value))
     partitions = partitions_of(settings, settings.topic(SOURCE))
@@ -131,9 +129,9 @@ def build(settings: Settings) -> faust.App:
 
     async def fold_one(event) -> None:
         """One market.events record: a Trade's updates and state, in one transaction."""
-        if not folds(codec, event.value):
-            return  # deliver_only keeps these from the stream: here in case it is not installed
-        _, record = codec.decode(event.value)  # a Trade: an unknown header raises here
+        # only what ``folds`` keeps comes here (deliver_only): a Trade, or an unknown header,
+        # which raises here
+        _, record = codec.decode(event.value)
         partition = event.message.partition
         tid = transactional_id(partition)
         symbols = states.get(partition)
@@ -181,33 +179,6 @@ def folds(codec: Codec, value: bytes | None) -> bool:
     return codec.name_of(value) in (TRADE, None)
 
 
-def mend_gap_tracking() -> None:
-    """Make faust's committed offsets pass the transaction markers of ``market.events``.
-
-    A marker (one per engine commit) takes an offset no record is delivered at. Faust fills such a
-    gap so the acked offsets stay consecutive, but faust-streaming 0.15.3 stores it with the next
-    record's offset included (``_add_gap(tp, r_offset + 1, offset)`` keeps ``offset_to``), and that
-    record is acked too: the duplicate ends the first consecutive run of acked offsets at every
-    marker, so a commit (every 250 ms) passed one marker only. Measured at 500 XML orders/s:
-    after 30 s the committed offset was 1,482 with the app at 15,546 and 15,535 acked offsets
-    waiting, a list each commit sorts, growing for as long as the app ran (the same bug as
-    faust-streaming#606 and robinhood/faust#625). Mended: the gap ends before the record.
-    Idempotent; fails loudly if faust's ``_add_gap`` is not the one this mends."""
-    cls = faust.transport.consumer.Consumer
-    original = cls._add_gap
-    if getattr(original, "mended", False):
-        return
-    if "offset_to + 1" not in inspect.getsource(original):
-        raise RuntimeError("faust's Consumer._add_gap changed: check mend_gap_tracking")
-
-    async def add_gap(self, tp, offset_from: int, offset_to: int) -> None:
-        # its one caller passes the offset of the record after the gap
-        await original(self, tp, offset_from, offset_to - 1)
-
-    add_gap.mended = True  # type: ignore[attr-defined]
-    cls._add_gap = add_gap
-
-
 def pace_fetches() -> None:
     """Let the broker hold the app's fetches for FETCH_WAIT_SECONDS instead of answering each
     engine commit (about 40 a second under load) with its own fetch.
@@ -246,12 +217,16 @@ def deliver_only(wanted: Callable[[bytes | None], bool]) -> None:
     ``wait_first`` of four tasks per record, the conductor's lock, an event, the stream's queue,
     its sensors and the ack. More than half of ``market.events`` is not trades (OrderRested,
     BookChecksum: 56 % at 500 XML orders/s), and the fold reads those no further than their
-    header. And each marker (one per engine transaction) left a gap the fetch loop fills through
-    an interval tree that is rebuilt per gap. So the consumer's ``getmany`` now acks both itself
-    and notes them read: the fetch loop then sees no gap and only wanted records, the acked
-    offsets stay consecutive, and every commit still moves the committed offset past all that was
-    read. Fails loudly if faust's ``getmany`` or ``ack`` is not the one this relies on; a later
-    call replaces the test ``wanted``, not the wrapper."""
+    header. And each marker (one per engine transaction) left a gap that the fetch loop fills
+    through an interval tree rebuilt per gap, and that faust-streaming 0.15.3 stores with the next
+    record's offset included: the duplicate ended the consecutive run of acked offsets at every
+    marker, so a commit (every 250 ms) passed one marker only and the committed offset fell ever
+    further behind (1,482 against 15,546 read after 30 s at 500 XML orders/s; the same bug as
+    faust-streaming#606 and robinhood/faust#625). So the consumer's ``getmany`` now acks both
+    itself and notes them read: the fetch loop then sees no gap and only wanted records, the
+    acked offsets stay consecutive, and every commit moves the committed offset past all that
+    was read. Fails loudly if faust's ``getmany`` or ``ack`` is not the one this relies on; a
+    later call wraps faust's own ``getmany`` again, never the wrapper."""
     cls = faust.transport.consumer.Consumer
     original = getattr(cls.getmany, "unfiltered", cls.getmany)
     if "yield tp, to_message(tp, record)" not in inspect.getsource(original) or (

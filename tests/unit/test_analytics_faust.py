@@ -1,13 +1,12 @@
-"""The analytics shell's three changes to faust's consumer: its gap tracking mended
-(service.mend_gap_tracking), its fetches paced (service.pace_fetches) and the records the fold
-skips acked where they are fetched (service.deliver_only).
+"""The analytics shell's two changes to faust's consumer: its fetches paced
+(service.pace_fetches), and the records the fold skips and the transaction markers acked where
+they are fetched (service.deliver_only).
 
 ``market.events`` is written in transactions: each commit leaves a marker at an offset no record
-is delivered at. Faust fills such gaps so its committed offset can pass them; unmended, faust
-counted the record after each gap twice and a commit passed one marker only (the docstring has
-the numbers). Driven here as faust's fetch loop drives it: ``_add_gap(tp, r_offset + 1, offset)``
-for a record that follows a gap, then the record's ack; ``_new_offset`` is what a commit sends.
-No broker: the consumer is built and never started."""
+is delivered at. Faust's own gap filling counted the record after each gap twice, so a commit
+passed one marker only (the docstring has the numbers); deliver_only acks the markers itself.
+Driven here through faust's own fetch loop; ``_new_offset`` is what a commit sends. No broker:
+the consumer is built and never started."""
 
 from __future__ import annotations
 
@@ -25,42 +24,23 @@ from services.common.codec import SAMPLE_DIR, Codec
 TOPIC = "market.events"
 
 
-def committable(delivered: list[int]) -> int | None:
-    """The offset a commit sends after these records were delivered and acked, in order."""
-    app = faust.App("gaps-test", broker="kafka://127.0.0.1:1", web_enabled=False)
-    consumer = app.consumer
-    tp = TP(TOPIC, 0)
-
-    async def deliver() -> None:
-        last = None
-        for offset in delivered:
-            if last is not None and offset - last > 1:
-                await consumer._add_gap(tp, last + 1, offset)  # as _drain_messages calls it
-            consumer._acked[tp].append(offset)  # what Consumer.ack records
-            consumer._acked_index[tp].add(offset)
-            last = offset
-
-    asyncio.run(deliver())
-    return consumer._new_offset(tp)
-
-
-def test_a_commit_passes_every_marker_once_the_gaps_are_mended():
-    service.mend_gap_tracking()
+def test_a_commit_passes_every_marker():
+    service.deliver_only(lambda value: True)
     # offsets 3, 7 and 12 are markers: nothing is delivered there
     delivered = [0, 1, 2, 4, 5, 6, 8, 9, 10, 11, 13]
-    assert committable(delivered) == 14
+    assert fetched(dict.fromkeys(delivered, b"trade")) == (delivered, 14)
 
 
 def test_markers_between_single_records_are_passed_too():
-    service.mend_gap_tracking()
-    assert committable([5, 7, 9]) == 10
+    service.deliver_only(lambda value: True)
+    assert fetched(dict.fromkeys([5, 7, 9], b"trade")) == ([5, 7, 9], 10)
 
 
-def test_the_mend_is_applied_once():
-    service.mend_gap_tracking()
-    mended = faust.transport.consumer.Consumer._add_gap
-    service.mend_gap_tracking()
-    assert faust.transport.consumer.Consumer._add_gap is mended
+def test_the_wrapper_is_applied_once():
+    service.deliver_only(lambda value: True)
+    original = faust.transport.consumer.Consumer.getmany.unfiltered
+    service.deliver_only(lambda value: False)
+    assert faust.transport.consumer.Consumer.getmany.unfiltered is original  # never stacked
 
 
 def test_the_apps_consumer_lets_the_broker_hold_its_fetches():
@@ -124,7 +104,6 @@ def fetched(records: dict[int, bytes]) -> tuple[list[int], int | None]:
 
 
 def test_only_wanted_records_reach_the_stream_and_a_commit_passes_the_rest():
-    service.mend_gap_tracking()
     service.deliver_only(lambda value: value == b"trade")
     # 3 and 9 are markers; 10 to 13 a run the fold skips, ending the fetch
     values = {0: b"o", 1: b"trade", 2: b"o", 4: b"o", 5: b"o", 6: b"trade", 7: b"trade", 8: b"o"}
@@ -135,14 +114,12 @@ def test_only_wanted_records_reach_the_stream_and_a_commit_passes_the_rest():
 
 
 def test_a_fetch_of_skipped_records_only_is_committed_whole():
-    service.mend_gap_tracking()
     service.deliver_only(lambda value: value == b"trade")
     assert fetched({0: b"o", 2: b"o", 3: b"o", 5: b"o"}) == ([], 6)
 
 
 def test_wanting_every_record_the_fetch_loop_delivers_them_all():
     """The control: the same loop with the wrapper accepting all is faust's own behaviour."""
-    service.mend_gap_tracking()
     service.deliver_only(lambda value: True)
     assert fetched({0: b"o", 1: b"trade", 3: b"o"}) == ([0, 1, 3], 4)
 
