@@ -36,6 +36,17 @@ class CommandLog:
         self.topic = settings.topic("ledger.commands")
         self.producer = Producer(producer_config(settings))
         self.sent: dict[str, str] = {}  # command id -> record name
+        self.failed: list[str] = []  # delivery errors: a command that never reached the log
+
+    def _delivered(self, error, _message) -> None:
+        if error is not None:
+            self.failed.append(str(error))
+
+    def flush(self) -> None:
+        """Until every command sent is on the log; a command that could not be is an error here,
+        not an undecided command later."""
+        self.producer.flush()
+        assert not self.failed, f"commands not delivered: {self.failed[:5]}"
 
     def send(self, name: str, key: str, partition: int | None = None, **fields) -> str:
         command_id = uuid.uuid4().hex
@@ -47,16 +58,18 @@ class CommandLog:
         }
         value = CODEC.encode(f"marketlog.ledger.{name}", {"envelope": envelope, **fields})
         if partition is None:
-            self.producer.produce(self.topic, value, key)
+            self.producer.produce(self.topic, value, key, on_delivery=self._delivered)
         else:
-            self.producer.produce(self.topic, value, key, partition=partition)
+            self.producer.produce(
+                self.topic, value, key, partition=partition, on_delivery=self._delivered
+            )
         self.sent[command_id] = name
         return command_id
 
     def list_symbol(self, symbol: str) -> None:
         for partition in range(self.settings.partitions):
             self.send("CreateSymbol", symbol, partition, tick=1, lot=1)
-        self.producer.flush()
+        self.flush()
 
     def open_account(self, account: str, cash: int, shares: dict[str, int]) -> None:
         self.send("CreateAccount", account, balance=cash * CASH_SCALE, api_key_hash="")
@@ -80,7 +93,7 @@ class CommandLog:
             stp="NONE",
             budget=None,
         )
-        self.producer.flush()
+        self.flush()
         return command_id
 
 
@@ -127,7 +140,7 @@ def test_the_course_worked_example_ends_in_the_right_rows(pipeline):
     log.list_symbol("X")
     for account in "12345678":
         log.open_account(account, 100_000, {"X": 1000})
-    log.producer.flush()
+    log.flush()
     wait_until(lambda: query(settings, "SELECT count(*) FROM accounts")[0][0] == 8, 30, "accounts")
     resting = [
         ("1", "BUY", 300, 125),
@@ -193,7 +206,7 @@ def feed(
             log.send("CancelOrder", account, order_id=rng.randint(1, 3000))
         else:
             log.send("Deposit", account, amount=rng.randint(1, 1000) * CASH_SCALE)
-    log.producer.flush()
+    log.flush()
 
 
 def caught_up(settings) -> bool:
@@ -230,6 +243,31 @@ def settled(settings, processors=("ledger", "matcher")) -> bool:
             if done.get((topic, record.partition()), 0) <= record.offset():
                 return False
     return caught_up(settings)
+
+
+def in_flight(settings, processors, log: CommandLog, undecided: set[str]) -> str:
+    """Where a stalled pipeline stands: the undecided commands by name, each topic's last stable
+    offsets against its high watermarks (an open transaction holds the first back), and each
+    processor group's committed offsets on its input."""
+    names: dict[str, int] = {}
+    for cid in undecided:
+        names[log.sent[cid]] = names.get(log.sent[cid], 0) + 1
+    lines = [f"undecided: {len(undecided)} {names}"]
+    where = []  # the first undecided commands' places on ledger.commands
+    for record in read_all(settings, settings.topic("ledger.commands")):
+        if CODEC.decode(record.value())[1]["envelope"]["command_id"] in undecided:
+            where.append((record.partition(), record.offset()))
+    lines.append(f"{len(where)} undecided on ledger.commands at {sorted(where)[:20]}")
+    roles = ("ledger.commands", "match.commands", "account.events", "market.events")
+    topics = [settings.topic(role) for role in roles]
+    stable, high = end_offsets(settings, topics), end_offsets(settings, topics, committed=False)
+    for key in sorted(high):
+        lines.append(f"{key}: stable {stable.get(key)} high {high[key]}")
+    for group in sorted(processors):
+        topic = settings.topic(INPUTS[group])
+        done = backlog.committed(settings.kafka, settings.topic_prefix + group, topic)
+        lines.append(f"{group} committed: {dict(sorted(done.items()))}")
+    return "\n".join(lines)
 
 
 def _last_per_partition(settings, topic: str) -> list:
@@ -325,9 +363,15 @@ def kill_and_check(settings, procs, victims: list[str], processors: set[str]) ->
     commands = {
         cid for cid, name in log.sent.items() if name in {"PlaceOrder", "CancelOrder", "Deposit"}
     }
-    found = wait_until(
-        lambda: (d := decisions()) and commands <= set(d) and d, 120, "a decision for every command"
-    )
+    try:
+        found = wait_until(
+            lambda: (d := decisions()) and commands <= set(d) and d,
+            120,
+            "a decision for every command",
+        )
+    except TimeoutError as exc:  # say where the commands stopped
+        undecided = commands - set(decisions())
+        raise TimeoutError(f"{exc}\n{in_flight(settings, processors, log, undecided)}") from exc
     duplicates = {cid: names for cid, names in found.items() if len(names) != 1}
     assert not duplicates, "a command decided twice"
     wait_until(lambda: settled(settings, sorted(processors)), 120, "the pipeline to settle")
