@@ -270,6 +270,15 @@ def in_flight(settings, processors, log: CommandLog, undecided: set[str]) -> str
     return "\n".join(lines)
 
 
+def log_tails(procs, lines: int = 12) -> str:
+    """The last lines each service logged: what a CI log keeps of a failed run."""
+    tails = []
+    for path in sorted(procs.logs.glob("*.log")):
+        tail = path.read_text(errors="replace").splitlines()[-lines:]
+        tails.append(f"-- {path.name}\n" + "\n".join(tail))
+    return "\n".join(tails)
+
+
 def _last_per_partition(settings, topic: str) -> list:
     last = {}
     for record in read_all(settings, topic):
@@ -369,9 +378,10 @@ def kill_and_check(settings, procs, victims: list[str], processors: set[str]) ->
             120,
             "a decision for every command",
         )
-    except TimeoutError as exc:  # say where the commands stopped
+    except TimeoutError as exc:  # say where the commands stopped (a CI log keeps only this)
         undecided = commands - set(decisions())
-        raise TimeoutError(f"{exc}\n{in_flight(settings, processors, log, undecided)}") from exc
+        state = in_flight(settings, processors, log, undecided)
+        raise TimeoutError(f"{exc}\n{state}\n{log_tails(procs)}") from exc
     duplicates = {cid: names for cid, names in found.items() if len(names) != 1}
     assert not duplicates, "a command decided twice"
     wait_until(lambda: settled(settings, sorted(processors)), 120, "the pipeline to settle")
