@@ -10,6 +10,7 @@ import dataclasses
 import random
 import time
 import uuid
+from collections import Counter
 
 import psycopg
 import pytest
@@ -224,6 +225,7 @@ def caught_up(settings) -> bool:
 
 
 INPUTS = {"ledger": "ledger.commands", "matcher": "match.commands", "engine": "ledger.commands"}
+ORDER_PATH = ("ledger.commands", "match.commands", "account.events", "market.events")
 
 
 def settled(settings, processors=("ledger", "matcher")) -> bool:
@@ -232,8 +234,7 @@ def settled(settings, processors=("ledger", "matcher")) -> bool:
     have committed past the last record of their inputs, and the projector has applied
     everything. A check that only the projector caught up can pass while a stuck transaction
     still holds settlements back (verify then saw outputs newer than the input it had read)."""
-    roles = ("ledger.commands", "match.commands", "account.events", "market.events")
-    topics = [settings.topic(role) for role in roles]
+    topics = [settings.topic(role) for role in ORDER_PATH]
     if end_offsets(settings, topics) != end_offsets(settings, topics, committed=False):
         return False
     for group in processors:
@@ -249,17 +250,14 @@ def in_flight(settings, processors, log: CommandLog, undecided: set[str]) -> str
     """Where a stalled pipeline stands: the undecided commands by name, each topic's last stable
     offsets against its high watermarks (an open transaction holds the first back), and each
     processor group's committed offsets on its input."""
-    names: dict[str, int] = {}
-    for cid in undecided:
-        names[log.sent[cid]] = names.get(log.sent[cid], 0) + 1
-    lines = [f"undecided: {len(undecided)} {names}"]
+    names = Counter(log.sent[cid] for cid in undecided)
+    lines = [f"undecided: {len(undecided)} {dict(names)}"]
     where = []  # the first undecided commands' places on ledger.commands
     for record in read_all(settings, settings.topic("ledger.commands")):
         if CODEC.decode(record.value())[1]["envelope"]["command_id"] in undecided:
             where.append((record.partition(), record.offset()))
     lines.append(f"{len(where)} undecided on ledger.commands at {sorted(where)[:20]}")
-    roles = ("ledger.commands", "match.commands", "account.events", "market.events")
-    topics = [settings.topic(role) for role in roles]
+    topics = [settings.topic(role) for role in ORDER_PATH]
     stable, high = end_offsets(settings, topics), end_offsets(settings, topics, committed=False)
     for key in sorted(high):
         lines.append(f"{key}: stable {stable.get(key)} high {high[key]}")
