@@ -75,6 +75,9 @@ def test_records_reset_the_silence():
 
 
 class AssignableConsumer(FakeConsumer):
+    def list_topics(self, topic: str, timeout: float) -> None:
+        self.listed = [*getattr(self, "listed", []), topic]
+
     def assign(self, partitions: list) -> None:
         self.assigned = partitions
 
@@ -86,7 +89,7 @@ def test_records_that_share_a_batch_with_their_end_are_read(monkeypatch):
     consumer = AssignableConsumer(
         [FakeMessage("t", 0, 0), FakeMessage("t", 0, 1), FakeMessage("t", 0, 3, eof=True)]
     )
-    monkeypatch.setattr(reader, "end_reader", lambda settings, committed: consumer)
+    monkeypatch.setattr(reader, "end_reader", lambda settings, committed, **extra: consumer)
     found = reader.read_to_end(Settings(), {("t", 0): 0})
     assert [m.offset() for m in found] == [0, 1]
     assert consumer.closed
@@ -94,9 +97,22 @@ def test_records_that_share_a_batch_with_their_end_are_read(monkeypatch):
 
 def test_nothing_at_or_past_stop(monkeypatch):
     consumer = AssignableConsumer([FakeMessage("t", 0, 5), FakeMessage("t", 0, 7)])
-    monkeypatch.setattr(reader, "end_reader", lambda settings, committed: consumer)
+    monkeypatch.setattr(reader, "end_reader", lambda settings, committed, **extra: consumer)
     found = reader.read_to_end(Settings(), {("t", 0): 5}, stop=7)
     assert [m.offset() for m in found] == [5]  # 6 is a commit marker: 7 ends the read
+
+
+def test_a_stop_per_partition_and_the_leaders_asked_before_the_assignment(monkeypatch):
+    consumer = AssignableConsumer(
+        [FakeMessage("t", 0, 0), FakeMessage("t", 1, 0), FakeMessage("t", 0, 1)],
+        [FakeMessage("t", 1, 1), FakeMessage("t", 1, 2, eof=True)],
+    )
+    monkeypatch.setattr(reader, "end_reader", lambda settings, committed, **extra: consumer)
+    positions = {("t", 0): 0, ("t", 1): 0, ("t", 2): 4}
+    found = reader.read_to_end(Settings(), positions, stop={("t", 0): 1, ("t", 2): 4})
+    assert [(m.partition(), m.offset()) for m in found] == [(0, 0), (1, 0), (1, 1)]
+    assert consumer.listed == ["t"]  # t[2] holds nothing before its stop: not assigned
+    assert [(tp.partition, tp.offset) for tp in consumer.assigned] == [(0, 0), (1, 0)]
 
 
 class SettlingLeader:
