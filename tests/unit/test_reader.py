@@ -115,6 +115,17 @@ def test_a_stop_per_partition_and_the_leaders_asked_before_the_assignment(monkey
     assert [(tp.partition, tp.offset) for tp in consumer.assigned] == [(0, 0), (1, 0)]
 
 
+class SilentMetadata(AssignableConsumer):
+    def list_topics(self, topic: str, timeout: float) -> None:
+        raise KafkaException(KafkaError(KafkaError._TRANSPORT))
+
+
+def test_unanswered_leaders_leave_the_read_to_its_own_timeout(monkeypatch):
+    consumer = SilentMetadata([FakeMessage("t", 0, 0), FakeMessage("t", 0, 1, eof=True)])
+    monkeypatch.setattr(reader, "end_reader", lambda settings, committed, **extra: consumer)
+    assert [m.offset() for m in reader.read_to_end(Settings(), {("t", 0): 0})] == [0]
+
+
 class SettlingLeader:
     """A partition whose first answers are an error (a new topic's leader not there yet)."""
 
