@@ -83,13 +83,17 @@ def test_run_starts_and_ctrl_c_stops_everything(infra_env):
         start_new_session=True,
     )
     try:
-        wait_until(lambda: len(list((state / "run").glob("*.ready"))) >= 4, 240, "every service")
-        assert port_open(ports["HTTP"]) and port_open(ports["XML"])
+        # the gateway's ports, not a count of ready files: the processors are often live first
+        wait_until(lambda: port_open(ports["HTTP"]) and port_open(ports["XML"]), 240, "the ports")
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does to the foreground group
         assert proc.wait(120) == 0
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:  # failing: Ctrl-C still, so the services do not outlive the test
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
     assert not [p for p in ports.values() if port_open(p)]
     assert leftovers(state) == []
 
