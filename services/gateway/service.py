@@ -84,7 +84,29 @@ async def serve(settings: Settings, gateway: GatewaySettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     tune_for_service()  # full collections stopped the loop for 50-77 ms: the p99
-    await _until_ready(desk)
+    # a stop while still waiting (its broker or projector gone) is honoured: a gateway stuck here
+    # once ignored SIGTERM for 25 minutes (docs/reliability.md)
+    if await _until_ready(desk, stop):
+        await _live(desk, channels, settings, gateway, ticker, stop)
+    http.should_exit = True
+    await ticker.stop()
+    await daytrade.stop()
+    await private.stop()
+    await public.stop()
+    await xml.stop()
+    await http_task
+    await desk.stop()
+
+
+async def _live(
+    desk: Desk,
+    channels: ChannelSettings,
+    settings: Settings,
+    gateway: GatewaySettings,
+    ticker: Ticker,
+    stop: asyncio.Event,
+) -> None:
+    """Ready: say so, and serve until told to stop."""
     await list_default_symbol(desk, channels)
     log.info(
         "channels: private on %s:%d, public on %s:%d, default symbol %s",
@@ -108,24 +130,20 @@ async def serve(settings: Settings, gateway: GatewaySettings) -> None:
         settings.daytrade_port,
     )
     await stop.wait()
-    http.should_exit = True
-    await ticker.stop()
-    await daytrade.stop()
-    await private.stop()
-    await public.stop()
-    await xml.stop()
-    await http_task
-    await desk.stop()
 
 
-async def _until_ready(desk: Desk) -> None:
-    """Live means a write can be answered and read back (what /ready says): `make up` waits."""
+async def _until_ready(desk: Desk, stop: asyncio.Event) -> bool:
+    """Live means a write can be answered and read back (what /ready says): `make up` waits.
+    False if told to stop first."""
     said = None
     while waiting := desk.waiting_for():
+        if stop.is_set():
+            return False
         if waiting != said:
             log.info("gateway waiting for %s", "; ".join(waiting))
             said = waiting
         await asyncio.sleep(0.05)
+    return not stop.is_set()
 
 
 def main() -> None:

@@ -84,6 +84,16 @@ class ToyLedger(threading.Thread):
         producer.produce(self.settings.topic("account.events"), value, key)
 
 
+def spawn_gateway(env: dict[str, str], log) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.gateway", "serve"],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
 @pytest.fixture(scope="module")
 def gateway(services, tmp_path_factory):
     settings = fresh_settings(
@@ -115,13 +125,7 @@ def gateway(services, tmp_path_factory):
         PYTHONPATH=str(ROOT),
     )
     log = open(Path(settings.run_dir) / "gateway.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.gateway", "serve"],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc = spawn_gateway(env, log)
     try:
         wait_until(
             lambda: proc.poll() is not None or (settings.run_dir / "gateway-0.ready").exists(),
@@ -313,3 +317,41 @@ def test_a_flood_from_one_key_is_limited_without_hurting_another(gateway):
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def test_a_gateway_still_waiting_to_be_ready_stops_on_sigterm(services, tmp_path):
+    """Its database has no projection yet (no projector ran): it waits, and a stop is honoured
+    there too (one waiting for a broker that had gone ignored SIGTERM for 25 minutes)."""
+    settings = fresh_settings(services.kafka, services.database_url, tmp_path, partitions=1)
+    db = f"t{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(services.database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {db}")
+    url = with_database(services.database_url, db)
+    env = settings_env(
+        Settings(**{**settings.__dict__, "database_url": url}),
+        MARKETLOG_XML_PORT=str(free_port()),
+        MARKETLOG_HTTP_PORT=str(free_port()),
+        MARKETLOG_DAYTRADE_PORT=str(free_port()),
+        MARKETLOG_DUMP_DIR=str(tmp_path / "dumps"),
+        MARKETLOG_ADMIN_KEY=ADMIN,
+        PYTHONPATH=str(ROOT),
+    )
+    log_path = tmp_path / "gateway.log"
+    with open(log_path, "wb") as log:
+        proc = spawn_gateway(env, log)
+        try:
+            wait_until(
+                lambda: (
+                    proc.poll() is not None or "waiting for the projection" in log_path.read_text()
+                ),
+                60,
+                "the gateway to wait for the projection",
+            )
+            assert proc.poll() is None, log_path.read_text()
+            proc.terminate()
+            assert proc.wait(30) == 0, log_path.read_text()
+            assert not (tmp_path / "gateway-0.ready").exists()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            drop_database(services.database_url, db)
