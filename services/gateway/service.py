@@ -136,9 +136,7 @@ async def _until_ready(desk: Desk, stop: asyncio.Event) -> bool:
     """Live means a write can be answered and read back (what /ready says): `make up` waits.
     False if told to stop first."""
     said = None
-    while waiting := desk.waiting_for():
-        if stop.is_set():
-            return False
+    while not stop.is_set() and (waiting := desk.waiting_for()):
         if waiting != said:
             log.info("gateway waiting for %s", "; ".join(waiting))
             said = waiting
