@@ -7,7 +7,10 @@ Snapshots of a partition's state go to a compacted topic, tagged with the input 
 reflect. One is taken right after a commit, so it is the state as of committed offsets; a forked
 child serialises it (snapshotter.py) while the loop goes on, and the next transaction writes it.
 A snapshot's offset is thus never ahead of the committed one, and restoring it then replaying
-up to the committed offset gives the state the loop had.
+up to the committed offset gives the state the loop had. Each transaction also writes, beside its
+outputs, the ``Position`` of every input partition it moved (key "position" on the snapshot
+topic): the same offsets it commits for the group, in the log itself, for when the group's are
+lost (ORPHAN_SECONDS).
 
 On assignment a partition's state is rebuilt from its newest snapshot plus a silent replay of the
 input from the snapshot's offset up to the committed offset; then the partition goes live. An
@@ -112,6 +115,17 @@ COORDINATOR_LOST = {
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
 }
 OFFSETS_SECONDS = 30.0  # under WATCHDOG_SECONDS
+# Committed offsets still unstable after this long come from an orphaned pending commit, not from
+# an open transaction: one can stay open transaction.timeout.ms (15 s) plus the broker's abort
+# sweep (10 s, infra/kafka/*.properties). Found by bench/chaos.py after a broker restart: a
+# TxnOffsetCommit the broker took after its transaction had ended (KIP-890's hanging transaction)
+# left the group's offsets unstable for good, and every new instance died waiting for them. The
+# group's last stable offsets are then taken, and the log's own positions where they are further:
+# the orphan may be the commit of a transaction whose outputs are in the log (seen: recovering
+# from the stable offsets alone decided inputs twice). The first transaction then commits every
+# partition's position over the orphan.
+ORPHAN_SECONDS = 30.0
+POSITION_KEY = "position"  # a Position's key on the snapshot topic (a snapshot's: its partition)
 
 
 class FatalError(RuntimeError):
@@ -231,13 +245,15 @@ class Processor:
         try:
             self.producer.begin_transaction()
             touched = self._apply_batch(records)
+            self._write_positions(touched)
             written = self._write_snapshots()
             if not touched and not written:
                 self.producer.abort_transaction()
                 return
-            offsets = [
-                TopicPartition(self.core.input_topic, p, self.live[p].next_offset) for p in touched
-            ]
+            # every partition's position, touched or not: it overwrites any orphaned pending
+            # commit of this producer (ORPHAN_SECONDS) in the same stroke
+            topic = self.core.input_topic
+            offsets = [TopicPartition(topic, p, live.next_offset) for p, live in self.live.items()]
             if offsets:
                 self._send_offsets(offsets)
             self._commit()
@@ -342,6 +358,14 @@ class Processor:
         # the child sees the state and offsets as they are now, whatever the loop does next
         self.snapshotter.start(lambda: [self.snapshot_record(p, live) for p, live in due])
 
+    def _write_positions(self, touched: set[int]) -> None:
+        for partition in touched:
+            offset = self.live[partition].next_offset
+            value = self.codec.encode(
+                "marketlog.Position", {"partition": partition, "offset": offset}
+            )
+            self._produce(Output(self.core.snapshot_topic, POSITION_KEY, value, partition))
+
     def _write_snapshots(self) -> int:
         """Produce the child's snapshots into the open transaction; a partition revoked since
         is skipped (its new owner snapshots it). Lost with an aborted transaction, and then
@@ -400,8 +424,9 @@ class Processor:
         its round trips (partition after partition, 1 s each before 2026-12-07)."""
         if not partitions:
             return {}
-        snapshots = self._read_snapshots(partitions)
+        # the offsets first: a transaction they wait out may still write positions
         committed = self._committed(partitions)
+        snapshots, positions = self._read_snapshots(partitions)
         states: dict[int, PartitionState] = {}
         starts: dict[int, int] = {}
         for partition in partitions:
@@ -413,7 +438,17 @@ class Processor:
                 raw = zlib.decompress(snapshot["state"])
                 states[partition] = self.core.restore(partition, self._partitions, raw)
                 starts[partition] = snapshot["offset"]
-        ends = {p: max(committed[p], starts[p]) for p in partitions}
+        ends = {p: max(committed[p], starts[p], positions.get(p, 0)) for p in partitions}
+        for p in partitions:
+            if positions.get(p, 0) > max(committed[p], starts[p]):
+                log.warning(
+                    "%s partition %d: the log's position %d is past the committed offset %d "
+                    "(an orphaned pending commit): recovering to the position",
+                    self.core.name,
+                    p,
+                    positions[p],
+                    committed[p],
+                )
         replayed = self._replay(states, starts, ends)
         now = time.monotonic()
         for p in partitions:
@@ -430,32 +465,55 @@ class Processor:
     def _committed(self, partitions: list[int]) -> dict[int, int]:
         """The group's committed offset of each input partition. Taken over from an instance that
         died mid-transaction, it stays unstable until the broker aborts that transaction
-        (transaction.timeout.ms, services/common/kafka.py): wait for it, a while."""
-        deadline = time.monotonic() + COMMIT_SECONDS
+        (transaction.timeout.ms, services/common/kafka.py): wait for it, a while. Unstable past
+        ORPHAN_SECONDS, no transaction holds it: the last stable offsets are taken."""
+        started = time.monotonic()
         asked = [TopicPartition(self.core.input_topic, p) for p in partitions]
         while True:
             try:
-                found = self.consumer.committed(asked, TXN_CALL_SECONDS)
-                for tp in found:  # one partition's error fails the whole fetch, retried alike
-                    if tp.error is not None:
-                        raise KafkaException(tp.error)
-                return {tp.partition: tp.offset for tp in found}
+                return _offsets(self.consumer.committed(asked, TXN_CALL_SECONDS))
             except KafkaException as exc:
                 error = exc.args[0]
+                waited = time.monotonic() - started
+                if error.code() in UNSTABLE and waited > ORPHAN_SECONDS:
+                    return self._last_stable(asked, error)
                 waiting = error.retriable() or error.code() in UNSTABLE | COORDINATOR_LOST
-                if not waiting or time.monotonic() > deadline:
+                if not waiting or waited > COMMIT_SECONDS:
                     raise
                 log.info("partitions %s: committed offsets not stable yet (%s)", partitions, error)
 
-    def _read_snapshots(self, partitions: list[int]) -> dict[int, dict]:
-        """The newest snapshot of each partition that has one."""
+    def _last_stable(self, asked: list[TopicPartition], error: KafkaError) -> dict[int, int]:
+        """The group's committed offsets, pending commits left out: a read_uncommitted consumer
+        does not ask for stable offsets (KIP-447's require_stable goes with read_committed)."""
+        log.warning(
+            "%s: committed offsets unstable for %.0f s (%s): an orphaned pending commit; "
+            "recovering from the last stable ones",
+            self.core.name,
+            ORPHAN_SECONDS,
+            error,
+        )
+        conf = consumer_config(
+            self.settings, self.core.name, **{"isolation.level": "read_uncommitted"}
+        )
+        conf.pop("group.instance.id")  # it never joins: only asks
+        reader = Consumer(conf)
+        try:
+            return _offsets(reader.committed(asked, TXN_CALL_SECONDS))
+        finally:
+            reader.close()
+
+    def _read_snapshots(self, partitions: list[int]) -> tuple[dict[int, dict], dict[int, int]]:
+        """The newest snapshot of each partition that has one, and its newest position."""
         topic = self.core.snapshot_topic
         latest: dict[int, bytes] = {}
+        positions: dict[int, bytes] = {}
         for record in read_to_end(
             self.settings, {(topic, p): OFFSET_BEGINNING for p in partitions}
         ):
-            latest[record.partition()] = record.value()
-        return {p: self.codec.decode(value)[1] for p, value in latest.items()}
+            found = positions if record.key() == POSITION_KEY.encode() else latest
+            found[record.partition()] = record.value()
+        snapshots = {p: self.codec.decode(value)[1] for p, value in latest.items()}
+        return snapshots, {p: self.codec.decode(v)[1]["offset"] for p, v in positions.items()}
 
     def _replay(
         self, states: dict[int, PartitionState], starts: dict[int, int], ends: dict[int, int]
@@ -472,3 +530,11 @@ class Processor:
                 pass
             count[partition] += 1
         return count
+
+
+def _offsets(found: list[TopicPartition]) -> dict[int, int]:
+    """Committed offsets by partition; one partition's error fails the whole fetch."""
+    for tp in found:
+        if tp.error is not None:
+            raise KafkaException(tp.error)
+    return {tp.partition: tp.offset for tp in found}

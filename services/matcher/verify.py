@@ -105,7 +105,9 @@ def start_state(
     best = None
     if start > 0:
         for record in read_partition(settings, core.snapshot_topic, partition):
-            snap = core.codec.decode(record.value())[1]
+            kind, snap = core.codec.decode(record.value())
+            if kind != "marketlog.Snapshot":  # a Position (services/common/processor.py)
+                continue
             usable = snap["partition"] == partition and snap["offset"] <= start
             if usable and (best is None or snap["offset"] >= best["offset"]):
                 best = snap

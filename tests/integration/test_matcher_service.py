@@ -216,9 +216,10 @@ def test_kill_9_while_commands_flow_keeps_the_output_exact(settings):
     ends = defaultdict(int)
     for record in read_all(settings, settings.topic("match.commands")):
         ends[record.partition()] = record.offset() + 1
-    snaps = [
-        CODEC.decode(r.value())[1] for r in read_all(settings, settings.topic("matcher.snapshots"))
+    decoded = [
+        CODEC.decode(r.value()) for r in read_all(settings, settings.topic("matcher.snapshots"))
     ]
+    snaps = [snap for kind, snap in decoded if kind == "marketlog.Snapshot"]
     snap = next(s for s in snaps if 0 < s["offset"] < ends[s["partition"]] - 10)
     report = verify_partition(settings, snap["partition"], snap["offset"] + 7)
     assert report.snapshot == snap["offset"] and report.problems == [] and report.outputs > 0
