@@ -416,9 +416,9 @@ def fuzz_http(
 
 
 def test_schemathesis_finds_nothing(system):
-    """All checks, all phases, both keys, 25 examples per operation (about 3 minutes on the
-    2-core machine; `make fuzz-http` runs 500 against `make up`)."""
-    run = fuzz_http(system.http_url, system.admin_key, examples=25, seed=568)
+    """All checks, all phases, both keys, 15 examples per operation (about 35 s on the 2-core
+    machine; 25 until 2026-12-08, 52 s; `make fuzz-http` runs 500 against `make up`)."""
+    run = fuzz_http(system.http_url, system.admin_key, examples=15, seed=568)
     assert run.returncode == 0, run.output[-12000:]
     print(run.numbers())
 

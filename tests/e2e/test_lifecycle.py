@@ -123,10 +123,11 @@ def first_writes(ports: dict[str, int]) -> list[str]:
 
 
 def test_the_first_writes_after_up_are_answered_at_once_again_and_again(infra_env):
-    """Three starts, two of them over a log that already holds decisions (the projection must
-    then reach the log's end past the commit markers before the gateway says it is live)."""
+    """Two starts, the second over a log that already holds decisions (the projection must then
+    reach the log's end past the commit markers before the gateway says it is live). Three
+    until 2026-12-08: the third repeated the second at 19 s of CI time."""
     env, _, ports = infra_env
-    for start in range(3):
+    for start in range(2):
         up = infra(env, "up")
         assert up.returncode == 0, up.stderr + up.stdout
         ready = httpx.get(f"http://127.0.0.1:{ports['HTTP']}/ready", timeout=10)

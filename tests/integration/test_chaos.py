@@ -6,6 +6,7 @@ any surface's clients were told is lost or doubled and every audit holds."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,13 @@ def test_a_short_chaos_run_loses_and_doubles_nothing(tmp_path, monkeypatch):
     with BenchEnv(tmp_path) as env:
         result = run(env, seconds=50, fault_count=6, seed=3, rate=40)
     print(markdown(result))
+    try:
+        check(result)
+    except AssertionError as exc:  # a CI log keeps only the failure's text: the services' too
+        raise AssertionError(f"{exc}\n{log_tails(tmp_path / 'chaos' / 'logs' / 'chaos')}") from exc
+
+
+def check(result: dict) -> None:
     kinds = {(f["kind"], f["target"]) for f in result["faults"]}
     assert ("broker", "kafka") in kinds and any(k == "pause" for k, _ in kinds)
     assert {t for k, t in kinds if k == "kill"} >= {"ledger", "matcher", "projector", "gateway"}
@@ -50,3 +58,14 @@ def test_a_short_chaos_run_loses_and_doubles_nothing(tmp_path, monkeypatch):
     assert not result["stuck_on_stop"], result["stuck_on_stop"]
     assert all(result["checks"].values()), result["checks"]
     assert all(f["recovery_s"] is not None for f in result["faults"]), result["faults"]
+
+
+def log_tails(logs: Path, lines: int = 15) -> str:
+    """Each service's last lines, the Kafka client's own (``%4|...``) left out."""
+    tails = []
+    for path in sorted(logs.glob("*.log")):
+        ours = [
+            ln for ln in path.read_text(errors="replace").splitlines() if not ln.startswith("%")
+        ]
+        tails.append(f"-- {path.name}\n" + "\n".join(ours[-lines:]))
+    return "\n".join(tails)
