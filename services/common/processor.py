@@ -13,10 +13,11 @@ topic): the same offsets it commits for the group, in the log itself, for when t
 lost (ORPHAN_SECONDS).
 
 On assignment a partition's state is rebuilt from its newest snapshot plus a silent replay of the
-input from the snapshot's offset up to the committed offset; then the partition goes live. An
-abortable error aborts the transaction and rebuilds every partition the same way (the state had
-already absorbed the aborted batch). A fatal error (e.g. a newer instance fenced this one) ends
-the process with a non-zero status. SIGTERM and SIGINT finish the current batch and stop cleanly.
+input from the snapshot's offset up to the committed offset (or its position, if further); then
+the partition goes live. An abortable error aborts the transaction and rebuilds every partition
+the same way (the state had already absorbed the aborted batch). A fatal error (e.g. a newer
+instance fenced this one) ends the process with a non-zero status. SIGTERM and SIGINT finish the
+current batch and stop cleanly.
 
 A core must not raise on bad input: it turns it into a decision (a rejection) so the log moves
 on. An exception from a core is a bug; the process stops before committing the batch.
@@ -117,9 +118,10 @@ COORDINATOR_LOST = {
 OFFSETS_SECONDS = 30.0  # under WATCHDOG_SECONDS
 # Committed offsets still unstable after this long come from an orphaned pending commit, not from
 # an open transaction: one can stay open transaction.timeout.ms (15 s) plus the broker's abort
-# sweep (10 s, infra/kafka/*.properties). Found by bench/chaos.py after a broker restart: a
-# TxnOffsetCommit the broker took after its transaction had ended (KIP-890's hanging transaction)
-# left the group's offsets unstable for good, and every new instance died waiting for them. The
+# sweep (10 s, infra/kafka/*.properties). Found by bench/chaos.py after a broker restart: a pending
+# transactional commit that no marker settled (a hanging transaction on __consumer_offsets, while
+# the coordinator listed none open; docs/reliability.md) left the group's offsets unstable for
+# good, and every new instance died waiting for them. The
 # group's last stable offsets are then taken, and the log's own positions where they are further:
 # the orphan may be the commit of a transaction whose outputs are in the log (seen: recovering
 # from the stable offsets alone decided inputs twice). The first transaction then commits every
