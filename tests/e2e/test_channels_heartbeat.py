@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import ServiceProcs, free_port
+from tests.support import ServiceProcs, free_ports
 
 from .channel_client import LineClient, report
 
@@ -27,7 +27,9 @@ def beating(system, tmp_path_factory) -> Iterator[int]:
     settings = dataclasses.replace(
         system.settings, instance="heartbeat", run_dir=tmp_path_factory.mktemp("run-heartbeat")
     )
-    ports = {name: free_port() for name in PORTS}
+    # distinct: separate free_port() calls can hand out one port twice (CI of d9a6d5f: the
+    # gateway exited on 'address already in use')
+    ports = dict(zip(PORTS, free_ports(len(PORTS)), strict=True))
     procs = ServiceProcs(
         settings,
         tmp_path_factory.mktemp("logs-heartbeat"),

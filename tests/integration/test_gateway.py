@@ -24,7 +24,14 @@ from infra.local import with_database
 from services.common.codec import Codec
 from services.common.config import ROOT, Settings
 from services.common.kafka import consumer_config, producer_config
-from tests.support import drop_database, free_port, fresh_settings, settings_env, wait_until
+from tests.support import (
+    drop_database,
+    free_port,
+    free_ports,
+    fresh_settings,
+    settings_env,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 ADMIN = "test-admin-key"
@@ -108,7 +115,7 @@ def gateway(services, tmp_path_factory):
     settings = Settings(**{**settings.__dict__, "database_url": url})
     ledger = ToyLedger(settings)
     ledger.start()
-    xml_port, http_port = free_port(), free_port()
+    xml_port, http_port = free_ports(2)  # distinct, as two free_port() calls may not be
     env = settings_env(
         settings,
         MARKETLOG_XML_PORT=str(xml_port),
