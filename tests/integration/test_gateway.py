@@ -326,19 +326,16 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def test_a_gateway_still_waiting_to_be_ready_stops_on_sigterm(services, tmp_path):
+def test_a_gateway_still_waiting_to_be_ready_stops_on_sigterm(services, database_url, tmp_path):
     """Its database has no projection yet (no projector ran): it waits, and a stop is honoured
     there too (one waiting for a broker that had gone ignored SIGTERM for 25 minutes)."""
-    settings = fresh_settings(services.kafka, services.database_url, tmp_path, partitions=1)
-    db = f"t{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(services.database_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {db}")
-    url = with_database(services.database_url, db)
+    settings = fresh_settings(services.kafka, database_url, tmp_path, partitions=1)
+    xml_port, http_port, daytrade_port = free_ports(3)
     env = settings_env(
-        Settings(**{**settings.__dict__, "database_url": url}),
-        MARKETLOG_XML_PORT=str(free_port()),
-        MARKETLOG_HTTP_PORT=str(free_port()),
-        MARKETLOG_DAYTRADE_PORT=str(free_port()),
+        settings,
+        MARKETLOG_XML_PORT=str(xml_port),
+        MARKETLOG_HTTP_PORT=str(http_port),
+        MARKETLOG_DAYTRADE_PORT=str(daytrade_port),
         MARKETLOG_DUMP_DIR=str(tmp_path / "dumps"),
         MARKETLOG_ADMIN_KEY=ADMIN,
         PYTHONPATH=str(ROOT),
@@ -361,4 +358,3 @@ def test_a_gateway_still_waiting_to_be_ready_stops_on_sigterm(services, tmp_path
         finally:
             if proc.poll() is None:
                 proc.kill()
-            drop_database(services.database_url, db)
